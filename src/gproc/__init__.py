@@ -1,0 +1,87 @@
+"""gproc: process management and inter-process messaging, after GoFrame's gproc.
+
+The synchronous API lives here; :mod:`gproc.aio` has the asyncio twin with the same names and
+parameters. Both are thin faces over one implementation (see ``gproc._drive``).
+"""
+
+from __future__ import annotations
+
+from . import _shell
+from ._drive import sync_face
+from ._errors import (
+    ConfigError,
+    ConnectionLost,
+    GprocError,
+    ManyErrors,
+    MessageTooLarge,
+    MessagingError,
+    NotReceiving,
+    ProcessError,
+    ProcessNotFound,
+    ProcessNotStarted,
+    ProcessTimeout,
+    QueueFull,
+    ReceiveTimeout,
+    ShellError,
+    ShellTimeout,
+    SignalError,
+    SpawnError,
+)
+from ._identity import (
+    PPID_ENV,
+    is_child,
+    pid,
+    ppid,
+    ppid_os,
+    search_binary,
+    search_binary_path,
+    set_ppid,
+    start_time,
+    uptime,
+)
+from ._stop import StopPolicy
+from ._streams import DEVNULL, PIPE, STDOUT
+
+__version__ = "0.1.0"
+
+shell = sync_face(_shell.shell)
+shell_exec = sync_face(_shell.shell_exec)
+shell_run = sync_face(_shell.shell_run)
+
+__all__ = [
+    "DEVNULL",
+    "PIPE",
+    "PPID_ENV",
+    "STDOUT",
+    "ConfigError",
+    "ConnectionLost",
+    "GprocError",
+    "ManyErrors",
+    "MessageTooLarge",
+    "MessagingError",
+    "NotReceiving",
+    "ProcessError",
+    "ProcessNotFound",
+    "ProcessNotStarted",
+    "ProcessTimeout",
+    "QueueFull",
+    "ReceiveTimeout",
+    "ShellError",
+    "ShellTimeout",
+    "SignalError",
+    "SpawnError",
+    "StopPolicy",
+    "__version__",
+    "is_child",
+    "pid",
+    "ppid",
+    "ppid_os",
+    "search_binary",
+    "search_binary_path",
+    "set_ppid",
+    "shell",
+    "shell_exec",
+    "shell_run",
+    "start_time",
+    "uptime",
+]

@@ -1,0 +1,235 @@
+"""One implementation, two faces.
+
+Every blocking operation in gproc (running a command, waiting for a process, stopping a tree,
+sending a message) is written once, as a generator that does non-blocking work and *yields* a
+:class:`Wait` whenever it has to wait for file descriptors or time. Two small drivers run such a
+generator:
+
+- :func:`run_sync` waits with ``poll(2)`` in the calling thread;
+- :func:`run_async` waits with the running asyncio loop's readers and timers.
+
+So ``gproc.shell_exec`` and ``gproc.aio.shell_exec`` are the same code, and the sync and async
+twins cannot drift apart. (This is the shape of httpx's ``Auth.auth_flow``; see STYLE.md.)
+
+Interruptions are part of the protocol: if the wait itself is interrupted (``KeyboardInterrupt`` in
+the sync driver, task cancellation in the async one) the driver throws that exception into the
+generator at its ``yield``. The generator may clean up, and may yield further waits while doing so
+(for example the grace period of a stop policy); the driver keeps serving them. A second
+interruption during that cleanup is thrown in again, so the generator can escalate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import math
+import select
+import time
+from collections.abc import Awaitable, Callable, Generator, Iterable
+from dataclasses import dataclass
+from typing import Concatenate, ParamSpec, TypeVar
+
+__all__ = [
+    "Op",
+    "Ready",
+    "Wait",
+    "async_face",
+    "async_method",
+    "run_async",
+    "run_sync",
+    "sleep",
+    "sync_face",
+    "sync_method",
+    "wait_readable",
+]
+
+T = TypeVar("T")
+S = TypeVar("S")
+P = ParamSpec("P")
+
+Ready = frozenset[int]
+"""The file descriptors a wait found ready; empty when the deadline passed first."""
+
+_NOTHING: Ready = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """Wait until one of ``readable``/``writable`` is ready or ``deadline`` passes.
+
+    ``deadline`` is a :func:`time.monotonic` value; ``None`` waits without limit. A wait with no
+    descriptors and no deadline would never end and is refused.
+    """
+
+    readable: Iterable[int] = ()
+    writable: Iterable[int] = ()
+    deadline: float | None = None
+
+
+Op = Generator[Wait, Ready, T]
+"""A blocking operation written once: yields waits, receives the ready descriptors, returns T."""
+
+
+def sleep(seconds: float) -> Op[None]:
+    """Pause an operation for ``seconds`` (an ``Op`` building block)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        yield Wait(deadline=deadline)
+
+
+def wait_readable(fd: int, deadline: float | None) -> Op[bool]:
+    """Wait for one descriptor; True when it became readable, False when the deadline passed."""
+    ready = yield Wait(readable=(fd,), deadline=deadline)
+    return fd in ready
+
+
+# --------------------------------------------------------------------------- sync driver
+
+_POLL_IN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR | select.POLLNVAL
+_POLL_OUT = select.POLLOUT | select.POLLHUP | select.POLLERR | select.POLLNVAL
+
+
+def _poll_once(wait: Wait) -> Ready:
+    # A fresh poll object per wait: registration is plain user-space bookkeeping (no syscall),
+    # and nothing stale can survive a descriptor being closed and its number reused.
+    masks: dict[int, int] = {}
+    for fd in wait.readable:
+        masks[fd] = _POLL_IN
+    for fd in wait.writable:
+        masks[fd] = masks.get(fd, 0) | _POLL_OUT
+    poller = select.poll()
+    for fd, mask in masks.items():
+        poller.register(fd, mask)
+    if wait.deadline is None:
+        events = poller.poll()
+    else:
+        remaining = wait.deadline - time.monotonic()
+        if remaining <= 0:
+            events = poller.poll(0)
+        else:
+            # Round up: poll() takes whole milliseconds and waking early just loops.
+            events = poller.poll(math.ceil(remaining * 1000))
+    return frozenset(fd for fd, _ in events) if events else _NOTHING
+
+
+def run_sync(op: Op[T]) -> T:
+    """Drive ``op`` to completion in this thread and return its result."""
+    try:
+        wait = next(op)
+        while True:
+            _check(wait)
+            try:
+                ready = _poll_once(wait)
+            except BaseException as interruption:  # KeyboardInterrupt, SystemExit from a handler
+                wait = op.throw(interruption)
+                continue
+            wait = op.send(ready)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+def _check(wait: Wait) -> None:
+    if wait.deadline is None and not wait.readable and not wait.writable:
+        raise RuntimeError("gproc internal error: a wait with nothing to wait for")
+
+
+# --------------------------------------------------------------------------- async driver
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def _wait_async(loop: asyncio.AbstractEventLoop, wait: Wait) -> Ready:
+    future: asyncio.Future[None] = loop.create_future()
+    ready: set[int] = set()
+
+    def on_ready(fd: int) -> None:
+        ready.add(fd)
+        if not future.done():
+            future.set_result(None)
+
+    readers = list(wait.readable)
+    writers = list(wait.writable)
+    timer: asyncio.TimerHandle | None = None
+    try:
+        for fd in readers:
+            loop.add_reader(fd, on_ready, fd)
+        for fd in writers:
+            loop.add_writer(fd, on_ready, fd)
+        if wait.deadline is not None:
+            # Both clocks are time.monotonic() for the stock loops; convert anyway.
+            when = loop.time() + (wait.deadline - time.monotonic())
+            timer = loop.call_at(when, _settle, future)
+        await future
+    finally:
+        if timer is not None:
+            timer.cancel()
+        for fd in readers:
+            loop.remove_reader(fd)
+        for fd in writers:
+            loop.remove_writer(fd)
+    return frozenset(ready) if ready else _NOTHING
+
+
+async def run_async(op: Op[T]) -> T:
+    """Drive ``op`` on the running event loop and return its result."""
+    loop = asyncio.get_running_loop()
+    try:
+        wait = next(op)
+        while True:
+            _check(wait)
+            try:
+                ready = await _wait_async(loop, wait)
+            except BaseException as interruption:  # CancelledError, KeyboardInterrupt
+                wait = op.throw(interruption)
+                continue
+            wait = op.send(ready)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+# --------------------------------------------------------------------------- faces
+
+
+def sync_face(factory: Callable[P, Op[T]]) -> Callable[P, T]:
+    """Turn an operation factory into the blocking function of the sync API."""
+
+    @functools.wraps(factory)
+    def face(*args: P.args, **kwargs: P.kwargs) -> T:
+        return run_sync(factory(*args, **kwargs))
+
+    return face
+
+
+def async_face(factory: Callable[P, Op[T]]) -> Callable[P, Awaitable[T]]:
+    """Turn an operation factory into the coroutine function of the asyncio API."""
+
+    @functools.wraps(factory)
+    async def face(*args: P.args, **kwargs: P.kwargs) -> T:
+        return await run_async(factory(*args, **kwargs))
+
+    return face
+
+
+def sync_method(factory: Callable[Concatenate[S, P], Op[T]]) -> Callable[Concatenate[S, P], T]:
+    """Method version of :func:`sync_face`, for classes with a shared core."""
+
+    @functools.wraps(factory)
+    def method(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return run_sync(factory(self, *args, **kwargs))
+
+    return method
+
+
+def async_method(
+    factory: Callable[Concatenate[S, P], Op[T]],
+) -> Callable[Concatenate[S, P], Awaitable[T]]:
+    """Method version of :func:`async_face`."""
+
+    @functools.wraps(factory)
+    async def method(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await run_async(factory(self, *args, **kwargs))
+
+    return method
