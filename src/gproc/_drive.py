@@ -25,9 +25,9 @@ import functools
 import math
 import select
 import time
-from collections.abc import Awaitable, Callable, Generator, Iterable
+from collections.abc import Callable, Coroutine, Generator, Iterable
 from dataclasses import dataclass
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 __all__ = [
     "Op",
@@ -203,7 +203,7 @@ def sync_face(factory: Callable[P, Op[T]]) -> Callable[P, T]:
     return face
 
 
-def async_face(factory: Callable[P, Op[T]]) -> Callable[P, Awaitable[T]]:
+def async_face(factory: Callable[P, Op[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
     """Turn an operation factory into the coroutine function of the asyncio API."""
 
     @functools.wraps(factory)
@@ -225,7 +225,7 @@ def sync_method(factory: Callable[Concatenate[S, P], Op[T]]) -> Callable[Concate
 
 def async_method(
     factory: Callable[Concatenate[S, P], Op[T]],
-) -> Callable[Concatenate[S, P], Awaitable[T]]:
+) -> Callable[Concatenate[S, P], Coroutine[Any, Any, T]]:
     """Method version of :func:`async_face`."""
 
     @functools.wraps(factory)
