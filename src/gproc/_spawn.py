@@ -83,9 +83,15 @@ def spawn(
     stdout: Any = None,
     stderr: Any = None,
     new_session: bool = True,
+    holder: list[subprocess.Popen[bytes]] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``argv``; on any interruption during the start, leave no child behind."""
-    holder: list[subprocess.Popen[bytes]] = []
+    """Start ``argv``; on any interruption during the start, leave no child behind.
+
+    ``holder``, if given, receives the Popen before the child is forked, so that a caller
+    interrupted right after this returns can still find (and stop) the child.
+    """
+    if holder is None:
+        holder = []
     try:
         return _RecordingPopen(
             holder,
@@ -190,9 +196,9 @@ class ChildHandle:
 
     def close(self) -> None:
         """Release the exit descriptor (the child itself is untouched)."""
-        if self._exit_fd is not None:
-            os.close(self._exit_fd)
-            self._exit_fd = None
+        fd, self._exit_fd = self._exit_fd, None
+        if fd is not None:
+            os.close(fd)
 
 
 def _pidfd_open(pid: int) -> int | None:

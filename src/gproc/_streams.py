@@ -193,9 +193,9 @@ class OutputPump:
         self.close()
 
     def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+        fd, self.fd = self.fd, None  # forget first: never close a number twice
+        if fd is not None:
+            os.close(fd)
 
 
 class InputPump:
@@ -241,6 +241,6 @@ class InputPump:
             self.close()
 
     def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+        fd, self.fd = self.fd, None  # forget first: never close a number twice
+        if fd is not None:
+            os.close(fd)
