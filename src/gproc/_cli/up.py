@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import resource
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigError
+from .._up import loop
 from .._up.config import CONFIG_NAME, load_config
 from .._up.dotenv import load_dotenv
 from .._up.output import JsonOutput, Output, TextOutput, wants_color
@@ -109,4 +109,4 @@ def run(args: argparse.Namespace) -> int:
     _allow_descriptors(len(plan))
     sys.stdout.flush()
     supervisor = Supervisor(plan, _make_output(args, plan), grace=args.grace, cwd=str(root))
-    return asyncio.run(supervisor.run())
+    return loop.run(supervisor.run())
