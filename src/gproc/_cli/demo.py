@@ -14,6 +14,8 @@ from typing import Any
 
 import gproc
 
+from .up_demo import up_chapter
+
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("demo", help="a guided tour of gproc, end to end")
@@ -57,7 +59,7 @@ def timeout_kills_tree() -> None:
         )
 
 
-CHAPTERS: list[Callable[[], None]] = [identity, shell_helpers, timeout_kills_tree]
+CHAPTERS: list[Callable[[], None]] = [identity, shell_helpers, timeout_kills_tree, up_chapter]
 
 
 def run(args: argparse.Namespace) -> int:
