@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 
 from gproc._up.config import ServiceConfig
+from gproc._up.control import format_status, format_uptime, handle
 from gproc._up.output import MAX_LINE, JsonOutput, LineSplitter, TextOutput, wants_color
 from gproc._up.policy import CrashLoop, ExitStatus, Restart, RestartTracker, StayDown, StopAll
 
@@ -174,3 +175,84 @@ def test_json_records() -> None:
     assert records[3]["reason"] == "interrupt"
     assert "name" not in records[3]
     assert all("time" in r for r in records)
+
+
+# ------------------------------------------------------------------ ctl protocol
+
+
+class _FakeSupervisor:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def status(self) -> list[dict[str, object]]:
+        return [
+            {
+                "name": "web.1",
+                "pid": 42,
+                "state": "running",
+                "uptime": 3725.2,
+                "restarts": 2,
+                "last_exit": {"code": None, "signal": "SIGKILL"},
+            },
+            {
+                "name": "worker.10",
+                "pid": None,
+                "state": "failed",
+                "uptime": None,
+                "restarts": 5,
+                "last_exit": {"code": 3, "signal": None},
+            },
+        ]
+
+    def info(self) -> dict[str, object]:
+        return {"pid": 1, "root": "/app"}
+
+    def command(self, action: str, name: str) -> list[str]:
+        if name == "db":
+            raise LookupError("no service 'db' here")
+        self.calls.append((action, name))
+        return [f"{name} {action}ed"]
+
+
+def _ask(supervisor: _FakeSupervisor, request: object) -> dict[str, object]:
+    data = request if isinstance(request, bytes) else json.dumps(request).encode()
+    reply = json.loads(handle(supervisor, data))
+    assert isinstance(reply, dict)
+    return reply
+
+
+def test_ctl_requests_and_replies() -> None:
+    fake = _FakeSupervisor()
+    assert _ask(fake, {"action": "status"})["result"] == fake.status()
+    assert _ask(fake, {"action": "info"}) == {"ok": True, "result": {"pid": 1, "root": "/app"}}
+    assert _ask(fake, {"action": "restart", "name": "web"}) == {
+        "ok": True,
+        "result": ["web restarted"],
+    }
+    assert fake.calls == [("restart", "web")]
+    for bad, words in [
+        (b"not json", "Expecting value"),
+        ([1, 2], "JSON object"),
+        ({"action": "explode"}, "unknown action 'explode'"),
+        ({"action": "stop"}, "stop needs the name"),
+        ({"action": "stop", "name": "db"}, "no service 'db' here"),
+    ]:
+        reply = _ask(fake, bad)
+        assert reply["ok"] is False
+        assert words in str(reply["error"])
+
+
+def test_status_table() -> None:
+    table = format_status(_FakeSupervisor().status()).splitlines()
+    assert table == [
+        "SERVICE    PID  STATE    UPTIME  RESTARTS  LAST EXIT",
+        "web.1      42   running  1h02m   2         SIGKILL",
+        "worker.10  -    failed   -       5         code 3",
+    ]
+    assert [format_uptime(s) for s in (None, 0.4, 59.9, 61, 3600)] == [
+        "-",
+        "0s",
+        "59s",
+        "1m01s",
+        "1h00m",
+    ]

@@ -439,6 +439,15 @@ class Supervisor:
     def status(self) -> list[dict[str, Any]]:
         return [copy.status() for copy in self.copies]
 
+    def info(self) -> dict[str, Any]:
+        """Who this supervisor is, for ``gproc ctl`` to find the one of a directory."""
+        return {
+            "pid": os.getpid(),
+            "cwd": os.getcwd(),
+            "root": self._cwd or os.getcwd(),
+            "services": list(dict.fromkeys(copy.service for copy in self.copies)),
+        }
+
     def select(self, name: str) -> list[Copy]:
         """The copies a ``ctl`` command names: ``web.2`` is one copy, ``web`` all of them."""
         if name in self.by_name:
