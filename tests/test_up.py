@@ -362,3 +362,22 @@ def test_unknown_names_on_the_command_line(tmp_path: Path) -> None:
         )
         assert done.returncode == 1
         assert done.stderr.startswith("gproc: ")
+
+
+def test_output_reader_going_away_stops_everything_quietly(tmp_path: Path) -> None:
+    chatty = "import time\nwhile True:\n    print('chat', flush=True)\n    time.sleep(0.02)\n"
+    (tmp_path / "chatty.py").write_text(chatty)
+    procfile(tmp_path, f"talk: {shlex.quote(sys.executable)} chatty.py\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gproc", "up"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    assert b"started" in proc.stdout.readline()  # `gproc up | head -1`
+    proc.stdout.close()
+    assert proc.wait(timeout=20) == 0
+    assert proc.stderr.read() == b""
+    proc.stderr.close()

@@ -108,5 +108,12 @@ def run(args: argparse.Namespace) -> int:
     plan, root = load_plan(args)
     _allow_descriptors(len(plan))
     sys.stdout.flush()
-    supervisor = Supervisor(plan, _make_output(args, plan), grace=args.grace, cwd=str(root))
-    return loop.run(supervisor.run())
+    output = _make_output(args, plan)
+    supervisor = Supervisor(plan, output, grace=args.grace, cwd=str(root))
+    status = loop.run(supervisor.run())
+    if getattr(output, "broken", False):
+        # Nobody reads our stdout any more; keep Python's exit-time flush from complaining.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return status

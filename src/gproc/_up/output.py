@@ -130,13 +130,22 @@ class _Buffered:
     def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
         self._pending: list[bytes] = []
+        #: The reader went away (``gproc up | head``): output is dropped from then on.
+        self.broken = False
 
     def flush(self) -> None:
-        if self._pending:
-            data = b"".join(self._pending)
-            self._pending.clear()
-            self._stream.write(data)
-        self._stream.flush()
+        """Write what was collected; BrokenPipeError once when the reader has gone away."""
+        data = b"".join(self._pending)
+        self._pending.clear()
+        if self.broken:
+            return
+        try:
+            if data:
+                self._stream.write(data)
+            self._stream.flush()
+        except BrokenPipeError:
+            self.broken = True
+            raise
 
 
 class TextOutput(_Buffered):

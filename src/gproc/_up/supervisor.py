@@ -155,7 +155,7 @@ class Supervisor:
                 self._loop.remove_signal_handler(sig)
             # Only reached with processes left if run() itself was cancelled: leave none.
             await self._kill_everything()
-            self.output.flush()
+            self._flush()
         return self._status
 
     def on_signal(self, sig: int) -> None:
