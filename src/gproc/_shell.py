@@ -26,7 +26,6 @@ from ._streams import (
     OutputPump,
     TailBuffer,
     real_fileno,
-    widen_pipe,
 )
 
 __all__ = ["DEFAULT_GRACE", "shell", "shell_exec", "shell_run"]
@@ -65,7 +64,6 @@ class _Plumbing:
                 f"not {type(sink).__name__}"
             )
         r, w = os.pipe()
-        widen_pipe(r)
         self.child_ends.append(w)
         self.outputs.append(OutputPump(r, sink, None if isinstance(sink, Capture) else self.tail))
         self.popen_args[name] = w
