@@ -50,11 +50,11 @@ class Up:
         self.lines.extend(line.decode() for line in complete)
         return True
 
-    def wait_for(self, pattern: str, timeout: float = 15.0) -> re.Match[str]:
-        """The first line (read so far or to come) that matches ``pattern``."""
+    def wait_for(self, pattern: str, timeout: float = 15.0, *, start: int = 0) -> re.Match[str]:
+        """The first line from line ``start`` on (read so far or to come) matching ``pattern``."""
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout
-        checked = 0
+        checked = start
         while True:
             for line in self.lines[checked:]:
                 found = regex.search(line)
@@ -381,3 +381,15 @@ def test_output_reader_going_away_stops_everything_quietly(tmp_path: Path) -> No
     assert proc.wait(timeout=20) == 0
     assert proc.stderr.read() == b""
     proc.stderr.close()
+
+
+def test_env_files_named_with_e_and_base_port_from_env(tmp_path: Path, up) -> None:
+    procfile(tmp_path, "web: $SERVICE env ONE TWO\n", env="ONE=ignored\n")
+    (tmp_path / "one.env").write_text("ONE=1\nPORT=7000\n")
+    (tmp_path / "two.env").write_text("TWO='2'\n")
+    run = up("-e", "one.env,two.env")
+    run.wait_for(r"web\.1 +\| TWO=2$")
+    run.signal(signal.SIGTERM)
+    assert run.finish() == 0
+    assert text_lines(run, "web.1")[0].endswith("port=7000")
+    assert "ONE=1" in text_lines(run, "web.1")
