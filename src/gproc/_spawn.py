@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import threading
 from collections.abc import Mapping, Sequence
@@ -78,6 +79,7 @@ def spawn(
     argv: Sequence[str],
     *,
     env: Mapping[str, str],
+    executable: str | None = None,
     cwd: str | os.PathLike[str] | None = None,
     stdin: Any = None,
     stdout: Any = None,
@@ -90,6 +92,7 @@ def spawn(
         return _RecordingPopen(
             holder,
             list(argv),
+            executable=executable,
             env=env,
             cwd=cwd,
             stdin=stdin,
@@ -184,8 +187,17 @@ class ChildHandle:
         return self._popen.poll() is not None
 
     def send_signal(self, sig: int) -> None:
+        if self._thread is None and self._exit_fd is not None:
+            # The pidfd names this very process: even if another thread reaps it between our
+            # check and the signal, the kernel refuses rather than hitting a reused pid.
+            if self._popen.returncode is None:
+                try:
+                    signal.pidfd_send_signal(self._exit_fd, sig)
+                except ProcessLookupError:
+                    pass
+            return
         # Popen.send_signal polls first and does nothing once the child is reaped: an unreaped
-        # child keeps its pid, so this can never hit a reused pid.
+        # child keeps its pid.
         self._popen.send_signal(sig)
 
     def close(self) -> None:
@@ -193,6 +205,10 @@ class ChildHandle:
         if self._exit_fd is not None:
             os.close(self._exit_fd)
             self._exit_fd = None
+
+    def __del__(self) -> None:
+        if getattr(self, "_exit_fd", None) is not None:
+            self.close()
 
 
 def _pidfd_open(pid: int) -> int | None:

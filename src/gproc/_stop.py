@@ -155,7 +155,10 @@ def stop_op(targets: Sequence[StopTarget], policy: StopPolicy) -> Op[None]:
     pending = [t for t in targets if not t.exited()]
     tree = descendants(t.pid for t in pending) if policy.scope == "tree" and pending else {}
     for target in pending:
-        signal_target(target, policy.signal, policy.scope, tree.get(target.pid, ()))
+        try:
+            signal_target(target, policy.signal, policy.scope, tree.get(target.pid, ()))
+        except PermissionError:  # not ours to signal; the caller sees it is still running
+            pass
 
     interruption: BaseException | None = None
     deadline = time.monotonic() + policy.grace
@@ -169,7 +172,10 @@ def stop_op(targets: Sequence[StopTarget], policy: StopPolicy) -> Op[None]:
         if target.pgid is not None and policy.scope != "process":
             _signal_group(target.pgid, _signal.SIGKILL)
         if not target.exited():
-            target.send_signal(_signal.SIGKILL)
+            try:
+                target.send_signal(_signal.SIGKILL)
+            except PermissionError:
+                pass
         if policy.scope == "tree":
             for proc in tree.get(target.pid, ()):
                 if _alive(proc):
@@ -187,37 +193,57 @@ def _wait_gone(
     tree: dict[int, list[psutil.Process]],
     deadline: float,
 ) -> Op[None]:
-    """Wait until the targets and the remembered descendants are gone, or the deadline passes."""
-    waiting = [t for t in targets if not t.exited()]
+    """Wait until the targets and the remembered descendants are gone, or the deadline passes.
+
+    Only what a wake-up reports ready is looked at again, so stopping N processes costs O(N)
+    checks in all, not O(N) per wake-up (this matters at a thousand children).
+    """
+    by_fd: dict[int, StopTarget] = {}
+    blind: list[StopTarget] = []  # no descriptor to watch: looked at on a short timer
+    for target in targets:
+        if target.exited():
+            continue
+        fd = target.exit_fd()
+        if fd is None:
+            blind.append(target)
+        else:
+            by_fd[fd] = target
     # Descendants are not our children: watch them with pidfds of their own where possible.
-    watched: list[tuple[psutil.Process, int | None]] = []
-    for procs in tree.values():
-        for proc in procs:
-            if _alive(proc):
-                watched.append((proc, _open_pidfd(proc.pid)))
+    watched: dict[int, psutil.Process] = {}
+    blind_procs: list[psutil.Process] = []
     try:
+        for procs in tree.values():
+            for proc in procs:
+                fd = _open_pidfd(proc.pid)
+                # Checked after opening: the pidfd then names the process psutil vouched for.
+                if not _alive(proc):
+                    if fd is not None:
+                        os.close(fd)
+                elif fd is None:
+                    blind_procs.append(proc)
+                else:
+                    watched[fd] = proc
         while True:
-            waiting = [t for t in waiting if not t.exited()]
-            watched_alive = [(p, fd) for p, fd in watched if _alive(p)]
-            for p, fd in watched:
-                if fd is not None and (p, fd) not in watched_alive:
+            blind = [t for t in blind if not t.exited()]
+            blind_procs = [p for p in blind_procs if _alive(p)]
+            if not (by_fd or watched or blind or blind_procs):
+                return
+            now = time.monotonic()
+            if now >= deadline:
+                return
+            wake = min(deadline, now + 0.05) if blind or blind_procs else deadline
+            ready = yield Wait(readable=[*by_fd, *watched], deadline=wake)
+            for fd in ready:
+                if fd in by_fd:
+                    if by_fd[fd].exited():
+                        del by_fd[fd]
+                    continue
+                if fd in watched and not _alive(watched[fd]):
+                    del watched[fd]
                     os.close(fd)
-            watched = watched_alive
-            if not waiting and not watched:
-                return
-            if time.monotonic() >= deadline:
-                return
-            fds = [fd for t in waiting if (fd := t.exit_fd()) is not None]
-            fds += [fd for _, fd in watched if fd is not None]
-            if len(fds) < len(waiting) + len(watched):
-                # Something cannot be watched by descriptor: look again shortly.
-                yield Wait(readable=fds, deadline=min(deadline, time.monotonic() + 0.05))
-            else:
-                yield Wait(readable=fds, deadline=deadline)
     finally:
-        for _, fd in watched:
-            if fd is not None:
-                os.close(fd)
+        for fd in watched:
+            os.close(fd)
 
 
 def _open_pidfd(pid: int) -> int | None:
