@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import os
 import signal
@@ -335,9 +336,11 @@ def test_no_descriptor_or_thread_leak_after_200_cycles() -> None:
 
     cycle(0)
     cycle(1)
+    gc.collect()  # objects of earlier tests must not close their descriptors mid-count
     fds, threads = _fd_count(), _thread_count()
     for i in range(200):
         cycle(i)
+    gc.collect()
     assert _fd_count() == fds
     assert _thread_count() == threads
 

@@ -25,8 +25,7 @@ import psutil
 
 from ._drive import Op, Wait, async_method, sync_method
 from ._errors import ProcessError, ProcessNotFound, ProcessNotStarted, ProcessTimeout, SpawnError
-from ._identity import search_binary_path
-from ._spawn import ChildHandle, child_env, shell_argv, spawn
+from ._spawn import ChildHandle, child_environb, shell_argv, spawn
 from ._stop import Scope, StopPolicy, descendants, signal_target, stop_op
 from ._streams import Plumbing
 
@@ -373,23 +372,13 @@ class ProcessCore:
 
     def _spawn(self) -> int:
         assert self._streams is not None
-        executable = self._argv[0]
-        if os.sep not in executable:
-            found = search_binary_path(executable)
-            if found is None:
-                cause = FileNotFoundError(2, "No such file or directory", executable)
-                raise SpawnError(
-                    f"cannot start {self._cmd!r}: {executable!r} not found in PATH",
-                    cmd=self._cmd,
-                    cause=cause,
-                )
-            executable = found
         plumbing = Plumbing.connect(*self._streams)
         try:
+            # A path without a slash is looked up in the child's PATH (ours plus ``env``) by
+            # Popen itself, in C, the way execvp does: directories and non-executables skipped.
             popen = spawn(
                 self._argv,
-                executable=executable,
-                env=child_env(self._env, ppid=self._ppid),
+                env=child_environb(self._env, ppid=self._ppid),
                 cwd=self._cwd,
                 **plumbing.popen_args,
             )

@@ -18,7 +18,7 @@ from typing import Any
 
 from ._identity import PPID_ENV
 
-__all__ = ["ChildHandle", "child_env", "find_shell", "shell_argv", "spawn"]
+__all__ = ["ChildHandle", "child_env", "child_environb", "find_shell", "shell_argv", "spawn"]
 
 Env = Mapping[str, "str | None"]
 StdSpec = "int | IO[Any] | None"
@@ -62,6 +62,27 @@ def child_env(env: Env | None = None, *, ppid: int | None = None) -> dict[str, s
     return merged
 
 
+def child_environb(env: Env | None = None, *, ppid: int | None = None) -> dict[bytes, bytes]:
+    """:func:`child_env` as bytes, which ``Popen`` takes as is on POSIX.
+
+    Copying ``os.environ``'s own bytes mapping costs a dict copy; building a str dict (decoding
+    every variable) that ``Popen`` then encodes back costs ~5% of a spawn. This is the hot path
+    of ``Process.start()``.
+    """
+    data = getattr(os.environ, "_data", None)
+    if os.name != "posix" or not isinstance(data, dict):  # pragma: no cover - other platforms
+        return {os.fsencode(k): os.fsencode(v) for k, v in child_env(env, ppid=ppid).items()}
+    merged: dict[bytes, bytes] = dict(data)
+    if env:
+        for key, value in env.items():
+            if value is None:
+                merged.pop(os.fsencode(key), None)
+            else:
+                merged[os.fsencode(key)] = os.fsencode(value)
+    merged[PPID_ENV.encode()] = str(os.getpid() if ppid is None else ppid).encode()
+    return merged
+
+
 class _RecordingPopen(subprocess.Popen[bytes]):
     """A Popen that hands itself out before its constructor runs.
 
@@ -78,7 +99,7 @@ class _RecordingPopen(subprocess.Popen[bytes]):
 def spawn(
     argv: Sequence[str],
     *,
-    env: Mapping[str, str],
+    env: Mapping[str, str] | Mapping[bytes, bytes],
     executable: str | None = None,
     cwd: str | os.PathLike[str] | None = None,
     stdin: Any = None,
