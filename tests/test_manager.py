@@ -279,3 +279,39 @@ def test_cli_spawn_stops_all_copies_on_ctrl_c(tmp_path: Path) -> None:
     _, err = cli.communicate(timeout=30)
     assert cli.returncode == 130, err
     assert all_gone(pids)
+
+
+def test_adopting_a_listed_running_process_returns_it() -> None:
+    with gproc.Manager() as manager:
+        proc = manager.new_process("sleep", ["30"])
+        pid = proc.start()
+        assert manager.add_process(pid) is proc
+        assert len(manager) == 1
+
+
+def test_release_is_refused_while_a_wait_is_in_progress() -> None:
+    with gproc.Manager() as manager:
+        proc = manager.new_process("sleep", ["30"])
+        proc.start()
+        waiter = threading.Thread(target=proc.wait)
+        waiter.start()
+        while not proc._pins:  # the waiting thread has pinned the descriptors
+            threading.Event().wait(0.005)
+        with pytest.raises(gproc.ProcessError, match="release it after"):
+            proc.release()
+        proc.kill()
+        waiter.join(timeout=10)
+        assert not waiter.is_alive()
+
+
+def test_demo_chapter_stops_its_workers_cleanly() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "gproc", "demo"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("stopping cleanly") == 3
+    assert "running: []" in done.stdout

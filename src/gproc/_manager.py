@@ -80,8 +80,13 @@ class ManagerCore(Generic[P]):
 
         Raises :class:`~gproc.ProcessNotFound` when no such process exists (or it is not the one
         started at ``create_time``). Its exit is detected; its exit code is ``None`` unless it is
-        our child.
+        our child. A pid this manager already lists, running, returns that process.
         """
+        listed = self.get_process(pid)
+        if listed is not None and listed.is_running():
+            # Two handles on one child would race to reap it (and Popen invents status 0 for
+            # the loser): the process already listed is the adoption.
+            return listed
         proc = self._process_class._adopt(pid, create_time, self._grace)
         proc._manager = self
         self._register(proc)

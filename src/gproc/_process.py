@@ -70,7 +70,7 @@ class AdoptedHandle:
     to be our child (``waitid`` on the pidfd); otherwise it is ``None``, never an invented 0.
     """
 
-    __slots__ = ("_gone", "_own_group", "_pidfd", "create_time", "pid", "returncode")
+    __slots__ = ("_gone", "_lock", "_own_group", "_pidfd", "create_time", "pid", "returncode")
 
     def __init__(self, pid: int, create_time: float | None = None) -> None:
         if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
@@ -80,6 +80,9 @@ class AdoptedHandle:
         self.pid = pid
         self.returncode: int | None = None
         self._gone = False
+        # Serialises exit detection: the thread that reaps must store the code before any
+        # other thread reports the process gone.
+        self._lock = threading.Lock()
         self._pidfd = _pidfd_open(pid)
         actual = _create_time(pid)
         if actual is None or (create_time is not None and abs(actual - create_time) > _SAME_START):
@@ -107,6 +110,12 @@ class AdoptedHandle:
         return None if self._gone else self._pidfd
 
     def exited(self) -> bool:
+        if self._gone:
+            return True
+        with self._lock:
+            return self._exited_locked()
+
+    def _exited_locked(self) -> bool:
         if self._gone:
             return True
         if self._pidfd is not None:
@@ -519,6 +528,12 @@ class ProcessCore:
         """
         handle = self._require()
         with self._lock:
+            if self._pins:
+                raise ProcessError(
+                    f"process {self._pid} is being waited for or stopped; release it after that",
+                    pid=self._pid,
+                    cmd=self._cmd,
+                )
             self._handle = None
             self._released = True
             plumbing, self._plumbing = self._plumbing, None
