@@ -14,7 +14,6 @@ import signal as _signal
 import threading
 import time
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from ._drive import Op, async_method, sync_method
@@ -211,12 +210,7 @@ class Manager(ManagerCore[Process]):
     def __enter__(self) -> Manager:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._exit()
 
 
@@ -233,10 +227,5 @@ class AsyncManager(ManagerCore[AsyncProcess]):
     async def __aenter__(self) -> AsyncManager:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self._exit()

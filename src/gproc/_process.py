@@ -18,14 +18,13 @@ import signal as _signal
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import psutil
 
 from ._drive import Op, Wait, async_method, sync_method
 from ._errors import ProcessError, ProcessNotFound, ProcessNotStarted, ProcessTimeout, SpawnError
-from ._spawn import ChildHandle, child_environb, shell_argv, spawn
+from ._spawn import ChildHandle, child_environb, open_pidfd, shell_argv, spawn
 from ._stop import Scope, StopPolicy, descendants, signal_target, stop_op
 from ._streams import Plumbing
 
@@ -83,7 +82,7 @@ class AdoptedHandle:
         # Serialises exit detection: the thread that reaps must store the code before any
         # other thread reports the process gone.
         self._lock = threading.Lock()
-        self._pidfd = _pidfd_open(pid)
+        self._pidfd = open_pidfd(pid)
         actual = _create_time(pid)
         if actual is None or (create_time is not None and abs(actual - create_time) > _SAME_START):
             self.close()
@@ -180,18 +179,6 @@ class AdoptedHandle:
 
 
 Handle = ChildHandle | AdoptedHandle
-
-
-def _pidfd_open(pid: int) -> int | None:
-    opener = getattr(os, "pidfd_open", None)
-    if opener is None:
-        return None
-    try:
-        return int(opener(pid))
-    except ProcessLookupError:
-        return None
-    except OSError:  # ENOSYS on old kernels, EPERM under some seccomp profiles
-        return None
 
 
 def _check_grace(grace: float) -> float:
@@ -703,12 +690,7 @@ class Process(ProcessCore):
         self.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._exit()
 
 
@@ -730,10 +712,5 @@ class AsyncProcess(ProcessCore):
         self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self._exit()

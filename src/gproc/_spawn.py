@@ -18,7 +18,15 @@ from typing import Any
 
 from ._identity import PPID_ENV
 
-__all__ = ["ChildHandle", "child_env", "child_environb", "find_shell", "shell_argv", "spawn"]
+__all__ = [
+    "ChildHandle",
+    "child_env",
+    "child_environb",
+    "find_shell",
+    "open_pidfd",
+    "shell_argv",
+    "spawn",
+]
 
 Env = Mapping[str, "str | None"]
 StdSpec = "int | IO[Any] | None"
@@ -165,7 +173,7 @@ class ChildHandle:
         self._popen = popen
         self.own_group = own_group
         self._thread: threading.Thread | None = None
-        self._exit_fd: int | None = _pidfd_open(popen.pid)
+        self._exit_fd: int | None = open_pidfd(popen.pid)
         if self._exit_fd is None:
             self._start_fallback()
 
@@ -232,7 +240,8 @@ class ChildHandle:
             self.close()
 
 
-def _pidfd_open(pid: int) -> int | None:
+def open_pidfd(pid: int) -> int | None:
+    """A pidfd for ``pid``, or None where the kernel or a sandbox has none (or pid is gone)."""
     opener = getattr(os, "pidfd_open", None)
     if opener is None:
         return None

@@ -28,6 +28,7 @@ from typing import Literal, Protocol
 import psutil
 
 from ._drive import Op, Wait
+from ._spawn import open_pidfd
 
 __all__ = ["Scope", "StopPolicy", "StopTarget", "descendants", "signal_target", "stop_op"]
 
@@ -251,7 +252,7 @@ def _wait_gone(
     try:
         for procs in tree.values():
             for proc in procs:
-                fd = _open_pidfd(proc.pid)
+                fd = open_pidfd(proc.pid)
                 # Checked after opening: the pidfd then names the process psutil vouched for.
                 if not _alive(proc):
                     if fd is not None:
@@ -281,13 +282,3 @@ def _wait_gone(
     finally:
         for fd in watched:
             os.close(fd)
-
-
-def _open_pidfd(pid: int) -> int | None:
-    opener = getattr(os, "pidfd_open", None)
-    if opener is None:
-        return None
-    try:
-        return int(opener(pid))
-    except OSError:
-        return None
