@@ -315,3 +315,36 @@ def test_demo_chapter_stops_its_workers_cleanly() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("stopping cleanly") == 3
     assert "running: []" in done.stdout
+
+
+def test_waiting_on_many_children_starts_no_thread() -> None:
+    baseline = threading.active_count()
+    seen: list[int] = []
+
+    class Sink:
+        """Runs inside wait_all (pumped output): records the thread count while waiting."""
+
+        def write(self, text: str) -> int:
+            seen.append(threading.active_count())
+            return len(text)
+
+    manager = gproc.Manager()
+    for _ in range(50):
+        manager.new_process("echo", ["hi"], stdout=Sink()).start()
+    assert set(manager.wait_all(timeout=30).values()) == {0}
+    assert len(seen) == 50
+    assert set(seen) == {baseline}
+
+
+def test_the_asyncio_twin_has_the_same_api() -> None:
+    for sync_cls, async_cls in ((gproc.Process, aio.Process), (gproc.Manager, aio.Manager)):
+        public = {n for n in dir(sync_cls) if not n.startswith("_")}
+        assert public == {n for n in dir(async_cls) if not n.startswith("_")}
+        for name in public:
+            blocking = asyncio.iscoroutinefunction(getattr(async_cls, name))
+            assert not asyncio.iscoroutinefunction(getattr(sync_cls, name))
+            assert blocking == (
+                name
+                in {"wait", "run", "terminate", "kill", "wait_all", "terminate_all", "kill_all"}
+            ), name
+    assert {"Process", "Manager"} <= set(gproc.__all__) & set(aio.__all__)
