@@ -9,6 +9,7 @@ from typing import Any, TextIO
 from .._errors import signal_name
 from .._manager import Manager
 from .._process import DEFAULT_GRACE
+from .._streams import DEVNULL
 from .shell_cmds import _command_line, _env
 
 #: Each copy finds its number (0 .. N-1) in this variable.
@@ -21,8 +22,9 @@ def register(subparsers: Any) -> None:
         help="start N copies of a command, prefix their output, stop all on Ctrl+C",
         description="Start N copies of CMD (through the shell) under one Manager. Each line "
         "a copy writes (stdout and stderr) is printed as '[INDEX PID] line'; each copy gets "
-        f"{INDEX_ENV}=INDEX. Ctrl+C stops every copy's process tree (SIGTERM, then SIGKILL "
-        "after --grace seconds). Exits 1 if any copy failed.",
+        f"{INDEX_ENV}=INDEX; stdin is ours for one copy, /dev/null for several. Ctrl+C stops "
+        "every copy's process tree (SIGTERM, then SIGKILL after --grace seconds). Exits 1 if "
+        "any copy failed.",
     )
     p.add_argument("-n", type=int, default=1, metavar="N", help="how many copies (default 1)")
     p.add_argument(
@@ -65,11 +67,13 @@ def _spawn(args: argparse.Namespace) -> int:
     cmd = _command_line(args)
     env = _env(args)
     sinks: list[LinePrefixer] = []
+    # Several copies reading one stdin would steal each other's input: only a single copy gets it.
+    stdin = None if args.n == 1 else DEVNULL
     with Manager(grace=args.grace) as manager:
         for index in range(args.n):
             sink = LinePrefixer(sys.stdout)
             proc = manager.new_command(
-                cmd, {**env, INDEX_ENV: str(index)}, stdin=sys.stdin, stdout=sink, stderr=sink
+                cmd, {**env, INDEX_ENV: str(index)}, stdin=stdin, stdout=sink, stderr=sink
             )
             sink.prefix = f"[{index} {proc.start()}] "
             sinks.append(sink)
