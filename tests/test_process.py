@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import psutil
 import pytest
@@ -211,10 +212,17 @@ def test_streams_pipe_devnull_objects_and_stdin_text() -> None:
     assert gproc.Process("sh", ["-c", "echo hidden"], stdout=gproc.DEVNULL).run() == 0
 
 
-def test_a_bytes_sink_and_a_real_file(tmp_path: object) -> None:
+def test_a_bytes_sink_and_a_real_file(tmp_path: Path) -> None:
     sink = io.BytesIO()
     gproc.Process("printf", ["a\\377b"], stdout=sink).run()
     assert sink.getvalue() == b"a\xffb"
+    target = tmp_path / "out.txt"
+    with target.open("wb") as f:
+        proc = gproc.Process("sh", ["-c", "echo to the file"], stdout=f)
+        proc.start()
+        assert proc._plumbing is None  # a real file goes to the child as is: nothing to pump
+        assert proc.wait() == 0
+    assert target.read_text() == "to the file\n"
 
 
 # ------------------------------------------------------------------ context manager, release
