@@ -276,9 +276,10 @@ class ProcessCore:
         handle = AdoptedHandle(pid, create_time)
         proc = cls(str(pid), grace=grace)
         try:
-            proc._cmd = psutil.Process(pid).cmdline() or [str(pid)]
+            proc._argv = psutil.Process(pid).cmdline() or [str(pid)]
         except psutil.Error:
-            proc._cmd = [str(pid)]
+            pass
+        proc._cmd = proc._argv
         proc._streams = None
         proc._handle = handle
         proc._pid = pid
@@ -321,9 +322,9 @@ class ProcessCore:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"ppid must be a pid (int >= 0), not {value!r}")
         with self._lock:
-            if self._handle is not None:
+            if self._pid is not None:
                 raise ProcessError(
-                    f"ppid can only be set before start(); process {self._pid} already runs",
+                    f"ppid can only be set before start(); process {self._pid} was started",
                     pid=self._pid,
                     cmd=self._cmd,
                 )
