@@ -24,7 +24,7 @@ import psutil
 
 from ._drive import Op, Wait, async_method, sync_method
 from ._errors import ProcessError, ProcessNotFound, ProcessNotStarted, ProcessTimeout, SpawnError
-from ._spawn import ChildHandle, child_environb, open_pidfd, shell_argv, spawn
+from ._spawn import ChildHandle, child_env, open_pidfd, shell_argv, spawn
 from ._stop import Scope, StopPolicy, descendants, signal_target, stop_op
 from ._streams import Plumbing
 
@@ -375,7 +375,7 @@ class ProcessCore:
             # Popen itself, in C, the way execvp does: directories and non-executables skipped.
             popen = spawn(
                 self._argv,
-                env=child_environb(self._env, ppid=self._ppid),
+                env=child_env(self._env, ppid=self._ppid),
                 cwd=self._cwd,
                 **plumbing.popen_args,
             )

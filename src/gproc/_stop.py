@@ -185,25 +185,49 @@ def signal_target(
 
 def stop_op(targets: Sequence[StopTarget], policy: StopPolicy) -> Op[None]:
     """Stop every target by ``policy`` (all in parallel) and reap them."""
-    pending = [t for t in targets if not t.exited()]
-    tree = descendants(t.pid for t in pending) if policy.scope == "tree" and pending else {}
-    for target in pending:
-        try:
-            signal_target(target, policy.signal, policy.scope, tree.get(target.pid, ()))
-        except PermissionError:  # not ours to signal; the caller sees it is still running
-            pass
-
     interruption: BaseException | None = None
-    deadline = time.monotonic() + policy.grace
+    tree: dict[int, list[psutil.Process]] = {}
+    killed: set[int] = set()
     try:
+        pending = [t for t in targets if not t.exited()]
+        if policy.scope == "tree" and pending:
+            tree = descendants(t.pid for t in pending)
+        for target in pending:
+            try:
+                signal_target(target, policy.signal, policy.scope, tree.get(target.pid, ()))
+            except PermissionError:  # not ours to signal; the caller sees it is still running
+                pass
+        if policy.signal == _signal.SIGKILL:
+            # Just SIGKILLed with their group and tree: the escalation need not do it again
+            # (the kernel lets no fork escape a group signal, so nothing joined since).
+            killed = {id(t) for t in pending}
+        deadline = time.monotonic() + policy.grace
         yield from _wait_gone(pending, tree, deadline)
     except BaseException as exc:  # Ctrl+C or cancellation: skip the rest of the grace period
         interruption = exc
 
-    # Escalate. Also SIGKILL the groups of targets that exited, since members may linger.
-    # Targets that just got SIGKILL (with their group and tree) need no second one: the kernel
-    # lets no fork escape a group signal, so nothing can have joined since.
-    killed = {id(t) for t in pending} if policy.signal == _signal.SIGKILL else set()
+    # Escalate. A further interruption while doing so must not leave the job half done.
+    for _ in range(3):
+        try:
+            _escalate(targets, policy, tree, killed)
+            break
+        except BaseException as exc:
+            interruption = interruption or exc
+    try:
+        yield from _wait_gone(targets, {}, time.monotonic() + KILL_WAIT)
+    except BaseException as exc:
+        interruption = interruption or exc
+    if interruption is not None:
+        raise interruption
+
+
+def _escalate(
+    targets: Sequence[StopTarget],
+    policy: StopPolicy,
+    tree: dict[int, list[psutil.Process]],
+    killed: set[int],
+) -> None:
+    """SIGKILL what is left; also the groups of targets that exited, where members may linger."""
     for target in targets:
         if id(target) in killed:
             continue
@@ -218,12 +242,6 @@ def stop_op(targets: Sequence[StopTarget], policy: StopPolicy) -> Op[None]:
             for proc in tree.get(target.pid, ()):
                 if _alive(proc):
                     _signal_proc(proc, _signal.SIGKILL)
-    try:
-        yield from _wait_gone(targets, {}, time.monotonic() + KILL_WAIT)
-    except BaseException as exc:
-        interruption = interruption or exc
-    if interruption is not None:
-        raise interruption
 
 
 def _wait_gone(

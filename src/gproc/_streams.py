@@ -43,6 +43,7 @@ TAIL_BYTES = 8192
 DRAIN_LIMIT = 4 << 20
 
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+_DEFAULT_PIPE_SIZE = 65536
 
 
 def real_fileno(stream: Any) -> int | None:
@@ -129,10 +130,11 @@ class Capture:
 class OutputPump:
     """Reads a child's output pipe and writes it to a sink (text or binary)."""
 
-    __slots__ = ("_decoder", "_flush", "_tail", "_write", "fd")
+    __slots__ = ("_decoder", "_flush", "_tail", "_widened", "_write", "fd")
 
     def __init__(self, fd: int, sink: Any, tail: TailBuffer | None) -> None:
         self.fd: int | None = fd
+        self._widened = False
         _nonblocking(fd)
         self._tail = tail
         write: Callable[[Any], Any] = sink.write
@@ -156,6 +158,11 @@ class OutputPump:
         if not chunk:
             self._finish()
             return
+        if not self._widened and len(chunk) >= _DEFAULT_PIPE_SIZE:
+            # A full pipe: this child is chatty. Widen the pipe so it needs fewer wake-ups; quiet
+            # children never pay for the larger buffer.
+            self._widened = True
+            widen_pipe(self.fd)
         self._deliver(chunk)
 
     def drain(self) -> None:
@@ -195,9 +202,9 @@ class OutputPump:
         self.close()
 
     def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+        fd, self.fd = self.fd, None  # forget first: never close a number twice
+        if fd is not None:
+            os.close(fd)
 
 
 class InputPump:
@@ -243,9 +250,9 @@ class InputPump:
             self.close()
 
     def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+        fd, self.fd = self.fd, None  # forget first: never close a number twice
+        if fd is not None:
+            os.close(fd)
 
 
 @dataclass
@@ -275,7 +282,6 @@ class Plumbing:
                 f"not {type(sink).__name__}"
             )
         r, w = os.pipe()
-        widen_pipe(r)
         self.child_ends.append(w)
         self.outputs.append(OutputPump(r, sink, None if isinstance(sink, Capture) else self.tail))
         self.popen_args[name] = w
@@ -304,9 +310,10 @@ class Plumbing:
         self.popen_args["stdin"] = r
 
     def close_child_ends(self) -> None:
-        for fd in self.child_ends:
-            os.close(fd)
-        self.child_ends.clear()
+        # Pop before closing: an interruption between the two may leak a descriptor, but can
+        # never close a number that was meanwhile reused by someone else.
+        while self.child_ends:
+            os.close(self.child_ends.pop())
 
     @classmethod
     def connect(cls, stdin: Any, stdout: Any, stderr: Any) -> Plumbing:
