@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import select
 import signal as _signal
+import subprocess
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -24,7 +25,7 @@ import psutil
 
 from ._drive import Op, Wait, async_method, sync_method
 from ._errors import ProcessError, ProcessNotFound, ProcessNotStarted, ProcessTimeout, SpawnError
-from ._spawn import ChildHandle, child_env, open_pidfd, shell_argv, spawn
+from ._spawn import ChildHandle, _kill_half_started, child_env, open_pidfd, shell_argv, spawn
 from ._stop import Scope, StopPolicy, descendants, signal_target, stop_op
 from ._streams import Plumbing
 
@@ -370,26 +371,37 @@ class ProcessCore:
     def _spawn(self) -> int:
         assert self._streams is not None
         plumbing = Plumbing.connect(*self._streams)
+        # `started` receives the Popen before it forks: if Ctrl+C lands after spawn() returned
+        # but before the handle is stored, the except clause still finds the child and kills it.
+        started: list[subprocess.Popen[bytes]] = []
         try:
-            # A path without a slash is looked up in the child's PATH (ours plus ``env``) by
-            # Popen itself, in C, the way execvp does: directories and non-executables skipped.
-            popen = spawn(
-                self._argv,
-                env=child_env(self._env, ppid=self._ppid),
-                cwd=self._cwd,
-                **plumbing.popen_args,
-            )
+            try:
+                # A path without a slash is looked up in the child's PATH (ours plus ``env``)
+                # by Popen itself, in C, as execvp does: directories and non-executables skipped.
+                spawn(
+                    self._argv,
+                    env=child_env(self._env, ppid=self._ppid),
+                    cwd=self._cwd,
+                    holder=started,
+                    **plumbing.popen_args,
+                )
+            finally:
+                plumbing.close_child_ends()
+            popen = started[0]
+            self._handle = ChildHandle(popen, own_group=True)
         except OSError as exc:
-            plumbing.close()
+            plumbing.close()  # Popen has reaped a child whose exec failed
             raise SpawnError(
                 f"cannot start {self._cmd!r}: {exc}", cmd=self._cmd, cause=exc
             ) from exc
         except BaseException:
             plumbing.close()
+            child = started[0] if started else None
+            child_pid = getattr(child, "pid", None)
+            if child is not None and child_pid is not None and self._handle is None:
+                _kill_half_started(child, child_pid, own_group=True)
             raise
-        plumbing.close_child_ends()
         self._streams = None  # the caller's objects now live in the plumbing (or the child)
-        self._handle = ChildHandle(popen, own_group=True)
         self._plumbing = plumbing if plumbing.has_pumps() else None
         self.stdin, self.stdout, self.stderr = popen.stdin, popen.stdout, popen.stderr
         return popen.pid
