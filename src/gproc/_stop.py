@@ -99,10 +99,16 @@ def _parent_map() -> dict[int, list[int]]:
         if not entry.isdigit():
             continue
         try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
+            fd = os.open(f"/proc/{entry}/stat", os.O_RDONLY)
         except OSError:  # gone since listdir, or not readable
             continue
+        try:
+            # The head is enough: pid, (comm: at most 16 bytes), state, ppid.
+            stat = os.read(fd, 256)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
         # The command name may contain spaces and parentheses: fields follow the last ')'.
         fields = stat[stat.rfind(b")") + 2 :].split(b" ", 2)
         if len(fields) >= 2:
@@ -254,6 +260,8 @@ def _wait_gone(
     Only what a wake-up reports ready is looked at again, so stopping N processes costs O(N)
     checks in all, not O(N) per wake-up (this matters at a thousand children).
     """
+    if time.monotonic() >= deadline:  # no grace at all (kill): skip the first look
+        return
     by_fd: dict[int, StopTarget] = {}
     blind: list[StopTarget] = []  # no descriptor to watch: looked at on a short timer
     for target in targets:
