@@ -49,6 +49,9 @@ def test_missing_program_is_a_spawn_error() -> None:
 def test_bad_arguments_are_rejected() -> None:
     with pytest.raises(TypeError):
         gproc.Process("sleep", "30")
+    with pytest.raises(TypeError):
+        gproc.Process("sleep", [30])  # type: ignore[list-item]
+    assert gproc.Process("sleep", (a for a in ["1"])).argv == ["sleep", "1"]
     with pytest.raises(ValueError, match="timeout"):
         gproc.Process("true").run(timeout=-1)
 

@@ -13,7 +13,7 @@ import os
 import signal as _signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import Any, Generic, TypeVar
 
 from ._drive import Op, async_method, sync_method
@@ -57,7 +57,7 @@ class ManagerCore(Generic[P]):
     def new_process(
         self,
         path: str | os.PathLike[str],
-        args: Sequence[str] = (),
+        args: Iterable[str] = (),
         env: Env | None = None,
         **kw: Any,
     ) -> P:

@@ -18,7 +18,7 @@ import signal as _signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import psutil
@@ -224,7 +224,7 @@ class ProcessCore:
     def __init__(
         self,
         path: str | os.PathLike[str],
-        args: Sequence[str] = (),
+        args: Iterable[str] = (),
         env: Env | None = None,
         *,
         cwd: str | os.PathLike[str] | None = None,
@@ -236,9 +236,11 @@ class ProcessCore:
         path = os.fspath(path)
         if not isinstance(path, str) or not path:
             raise TypeError(f"path must be a non-empty str or path, not {path!r}")
-        if isinstance(args, (str, bytes)) or not all(isinstance(a, str) for a in args):
-            raise TypeError("args must be a sequence of str (not a single str)")
+        if isinstance(args, (str, bytes)):
+            raise TypeError("args must be a sequence of str, not a single str")
         args = list(args)
+        if not all(isinstance(a, str) for a in args):
+            raise TypeError(f"args must be a sequence of str, not {args!r}")
         if args and args[0] == path:  # GoFrame compatibility: Process(sys.argv[0], sys.argv)
             args = args[1:]
         self._argv: list[str] = [path, *args]
