@@ -362,3 +362,13 @@ def test_the_python_argv_idiom_works() -> None:
     out = io.StringIO()
     gproc.Process(sys.executable, [sys.executable, "-c", code, "a"], stdout=out).run()
     assert out.getvalue() == "['a']\n"
+
+
+def test_an_adopted_child_of_ours_reports_its_exit_code() -> None:
+    popen = subprocess.Popen(["sleep", "30"])
+    proc = gproc.Manager().add_process(popen.pid)
+    assert proc.adopted
+    assert proc.ppid is None  # gproc did not start it, so gave it no GPROC_PPID
+    assert proc.kill() == -signal.SIGKILL  # reaped through its pidfd: the status is known
+    assert reaped(popen.pid)
+    popen.returncode = -signal.SIGKILL  # tell the Popen what happened, as gproc reaped it
