@@ -15,7 +15,7 @@ import pytest
 
 import gproc
 
-from .conftest import gone
+from .conftest import gone, wait_group_gone
 from .process_helpers import all_gone, reaped, worker
 from .process_helpers import ready as _ready
 
@@ -180,6 +180,7 @@ def test_terminate_stops_a_shell_and_all_its_grandchildren() -> None:
     # All of them, including the one that left the group with setsid.
     assert proc.pid is not None
     assert all_gone({*grandchildren, *everything, proc.pid})
+    assert wait_group_gone(proc.pid)
 
 
 def test_scope_process_spares_the_grandchildren() -> None:
@@ -194,6 +195,7 @@ def test_scope_process_spares_the_grandchildren() -> None:
     os.killpg(proc.pid, signal.SIGKILL)
     os.kill(grandchildren[2], signal.SIGKILL)  # the one that left the group
     assert all_gone(grandchildren)
+    assert wait_group_gone(proc.pid)  # also the subshell's own `sleep`, which no pid names here
 
 
 # ------------------------------------------------------------------ streams
