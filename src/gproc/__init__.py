@@ -39,6 +39,8 @@ from ._identity import (
     start_time,
     uptime,
 )
+from ._manager import Manager
+from ._process import Process
 from ._stop import StopPolicy
 from ._streams import DEVNULL, PIPE, STDOUT
 
@@ -56,10 +58,12 @@ __all__ = [
     "ConfigError",
     "ConnectionLost",
     "GprocError",
+    "Manager",
     "ManyErrors",
     "MessageTooLarge",
     "MessagingError",
     "NotReceiving",
+    "Process",
     "ProcessError",
     "ProcessNotFound",
     "ProcessNotStarted",

@@ -21,12 +21,16 @@ from ._identity import (
     start_time,
     uptime,
 )
+from ._manager import AsyncManager as Manager
+from ._process import AsyncProcess as Process
 
 shell = async_face(_shell.shell)
 shell_exec = async_face(_shell.shell_exec)
 shell_run = async_face(_shell.shell_run)
 
 __all__ = [
+    "Manager",
+    "Process",
     "is_child",
     "pid",
     "ppid",
