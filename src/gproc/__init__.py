@@ -39,6 +39,14 @@ from ._identity import (
     start_time,
     uptime,
 )
+from ._listen import listen
+from ._signals import (
+    add_sig_handler,
+    add_sig_handler_shutdown,
+    remove_sig_handler,
+    set_shutdown_signals,
+    set_shutdown_timeout,
+)
 from ._stop import StopPolicy
 from ._streams import DEVNULL, PIPE, STDOUT
 
@@ -72,13 +80,19 @@ __all__ = [
     "SpawnError",
     "StopPolicy",
     "__version__",
+    "add_sig_handler",
+    "add_sig_handler_shutdown",
     "is_child",
+    "listen",
     "pid",
     "ppid",
     "ppid_os",
+    "remove_sig_handler",
     "search_binary",
     "search_binary_path",
     "set_ppid",
+    "set_shutdown_signals",
+    "set_shutdown_timeout",
     "shell",
     "shell_exec",
     "shell_run",

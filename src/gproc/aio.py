@@ -21,19 +21,33 @@ from ._identity import (
     start_time,
     uptime,
 )
+from ._listen import listen_async as listen
+from ._signals import (
+    add_sig_handler,
+    add_sig_handler_shutdown,
+    remove_sig_handler,
+    set_shutdown_signals,
+    set_shutdown_timeout,
+)
 
 shell = async_face(_shell.shell)
 shell_exec = async_face(_shell.shell_exec)
 shell_run = async_face(_shell.shell_run)
 
 __all__ = [
+    "add_sig_handler",
+    "add_sig_handler_shutdown",
     "is_child",
+    "listen",
     "pid",
     "ppid",
     "ppid_os",
+    "remove_sig_handler",
     "search_binary",
     "search_binary_path",
     "set_ppid",
+    "set_shutdown_signals",
+    "set_shutdown_timeout",
     "shell",
     "shell_exec",
     "shell_run",
