@@ -219,6 +219,28 @@ def test_aio_listen_awaits_coroutine_handlers_on_its_loop() -> None:
         assert c.lines[-1] == "aio.listen returned SIGTERM"
 
 
+def test_aio_listen_cancels_an_overrunning_coroutine_handler() -> None:
+    with child("asyncio_overrun") as c:
+        c.send(TERM)
+        assert c.finish() == 0, c.stderr()
+        assert c.lines[1:] == [
+            "hanging started",
+            "hanging cancelled",
+            "aio.listen returned SIGTERM",
+        ]
+        assert "asyncio_overrun.<locals>.hanging (SIGTERM)" in c.stderr()
+
+
+def test_the_shutdown_signal_set_is_configurable() -> None:
+    with child("custom_shutdown_set") as c:
+        c.send(TERM)
+        c.wait_for("handler SIGTERM")
+        assert c.proc.poll() is None
+        c.send(USR2)
+        assert c.finish() == 0, c.stderr()
+        assert c.lines[-2:] == ["shutdown SIGUSR2", "listen returned SIGUSR2"]
+
+
 def test_sync_listen_runs_coroutine_handlers_too() -> None:
     with child("async_handler_under_sync_listen") as c:
         c.send(USR1)

@@ -221,6 +221,37 @@ def asyncio_listen() -> None:
     asyncio.run(main())
 
 
+def asyncio_overrun() -> None:
+    """An async shutdown handler that overruns the timeout is cancelled and named."""
+    gproc.set_shutdown_timeout(0.3)
+
+    async def hanging(sig: signal.Signals) -> None:
+        try:
+            say("hanging started")
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            say("hanging cancelled")
+            raise
+
+    async def main() -> None:
+        aio.add_sig_handler_shutdown(hanging)
+        ready()
+        sig = await aio.listen()
+        await asyncio.sleep(0)  # let the cancelled handler see its cancellation
+        say("aio.listen returned", sig.name if sig else None)
+
+    asyncio.run(main())
+
+
+def custom_shutdown_set() -> None:
+    """With SIGUSR2 as the only shutdown signal, SIGTERM is an ordinary signal."""
+    gproc.set_shutdown_signals(USR2)
+    gproc.add_sig_handler(lambda sig: say("handler", sig.name), TERM)
+    gproc.add_sig_handler_shutdown(lambda sig: say("shutdown", sig.name))
+    ready()
+    say("listen returned", gproc.listen().name)  # type: ignore[union-attr]
+
+
 def async_handler_under_sync_listen() -> None:
     async def on_usr1(sig: signal.Signals) -> None:
         await asyncio.sleep(0)
@@ -266,6 +297,8 @@ SCENARIOS = {
         restored_after_listen,
         second_ctrl_c,
         asyncio_listen,
+        asyncio_overrun,
+        custom_shutdown_set,
         async_handler_under_sync_listen,
         no_main_listener,
     )

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import io
+import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -57,7 +59,57 @@ def timeout_kills_tree() -> None:
         )
 
 
-CHAPTERS: list[Callable[[], None]] = [identity, shell_helpers, timeout_kills_tree]
+#: The program the signals chapter starts: two shutdown handlers and a reload handler.
+_LISTENER = """
+import signal, sys, time
+import gproc
+
+def say(text):
+    sys.stdout.write(text + "\\n")
+    sys.stdout.flush()
+
+def reload_config(sig):
+    say(f"reload_config ran for {sig.name}")
+
+def close_database(sig):
+    time.sleep(0.2)  # slow cleanup; runs alongside the other handler, not before it
+    say(f"close_database ran for {sig.name}")
+
+def flush_logs(sig):
+    say(f"flush_logs ran for {sig.name}")
+
+gproc.add_sig_handler(reload_config, signal.SIGHUP)
+gproc.add_sig_handler_shutdown(close_database, flush_logs)
+# Hold the signals until listen() takes them, so "ready" cannot race the handlers' installation.
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP, signal.SIGTERM})
+say("ready")
+started = time.monotonic()
+sig = gproc.listen()
+say(f"listen() returned {sig.name} after {time.monotonic() - started:.2f}s; exiting")
+"""
+
+
+def graceful_shutdown() -> None:
+    _title("Signals and graceful shutdown")
+    child = subprocess.Popen([sys.executable, "-c", _LISTENER], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    with child:
+        child.stdout.readline()  # "ready"
+        print(f"child {child.pid} is listening; sending SIGHUP, then SIGTERM")
+        child.send_signal(signal.SIGHUP)
+        print("child:", child.stdout.readline().rstrip())
+        child.send_signal(signal.SIGTERM)
+        for line in child.stdout:
+            print("child:", line.rstrip())
+    print(f"child exited with status {child.returncode}: its handlers ran, then it ended")
+
+
+CHAPTERS: list[Callable[[], None]] = [
+    identity,
+    shell_helpers,
+    timeout_kills_tree,
+    graceful_shutdown,
+]
 
 
 def run(args: argparse.Namespace) -> int:
