@@ -71,6 +71,10 @@ class Child:
     def send(self, sig: int) -> None:
         self.proc.send_signal(sig)
 
+    def send_and_wait(self, sig: int, text: str, count: int = 1) -> list[str]:
+        self.send(sig)
+        return self.wait_for(text, count)
+
     def finish(self, timeout: float = 10) -> int:
         returncode = self.proc.wait(timeout)
         self._reader.join(timeout)
@@ -105,12 +109,9 @@ def child(scenario: str) -> Iterator[Child]:
 
 def test_handler_gets_the_signal_and_other_signals_keep_listening() -> None:
     with child("basic") as c:
-        c.send(USR1)
-        c.wait_for("handler SIGUSR1")
-        c.send(USR2)
-        c.wait_for("handler SIGUSR2")
-        c.send(USR1)
-        c.wait_for("handler SIGUSR1", count=2)
+        c.send_and_wait(USR1, "handler SIGUSR1")
+        c.send_and_wait(USR2, "handler SIGUSR2")
+        c.send_and_wait(USR1, "handler SIGUSR1", count=2)
         assert c.proc.poll() is None  # non-shutdown signals: still listening
         c.send(TERM)
         assert c.finish() == 0
@@ -129,8 +130,7 @@ def test_shutdown_returns_every_listener_in_every_thread() -> None:
     with child("threads") as c:
         c.send(USR1)  # starts a listener thread and registers a SIGUSR2 handler meanwhile
         c.wait_for("late listener started")
-        c.send(USR2)
-        c.wait_for("handler SIGUSR2")
+        c.send_and_wait(USR2, "handler SIGUSR2")
         c.send(INT)
         assert c.finish() == 0, c.stderr()
         assert c.wait_for("main returned") == ["main returned SIGINT"]
@@ -143,8 +143,7 @@ def test_shutdown_returns_every_listener_in_every_thread() -> None:
 def test_each_signal_of_a_burst_runs_the_handler_while_earlier_runs_are_busy() -> None:
     n = 6
     with child("burst") as c:
-        c.send(USR1)
-        c.wait_for("run 1")  # now listening; the run stays busy until shutdown
+        c.send_and_wait(USR1, "run 1")  # now listening; the run stays busy until shutdown
         for _ in range(n - 1):
             # 50 ms apart: each delivery is handled before the next arrives (the OS merges
             # identical signals only while one is still pending).
@@ -186,10 +185,8 @@ def test_ctrl_c_is_keyboard_interrupt_while_nobody_listens() -> None:
 
 def test_dispositions_are_restored_after_listen_returns() -> None:
     with child("restored_after_listen") as c:
-        c.send(INT)
-        c.wait_for("restored True")
-        c.send(INT)
-        c.wait_for("KeyboardInterrupt")
+        c.send_and_wait(INT, "restored True")
+        c.send_and_wait(INT, "KeyboardInterrupt")
         c.wait_for("waiting for SIGTERM")
         c.send(TERM)
         assert c.finish() == -TERM  # the default action again: SIGTERM kills
@@ -198,8 +195,7 @@ def test_dispositions_are_restored_after_listen_returns() -> None:
 
 def test_a_second_ctrl_c_during_a_slow_cleanup_ends_the_program() -> None:
     with child("second_ctrl_c") as c:
-        c.send(INT)
-        c.wait_for("cleanup started")
+        c.send_and_wait(INT, "cleanup started")
         c.send(INT)
         assert c.finish() == 0, c.stderr()
         assert c.lines[-1] == "KeyboardInterrupt during cleanup"
@@ -233,8 +229,7 @@ def test_aio_listen_cancels_an_overrunning_coroutine_handler() -> None:
 
 def test_the_shutdown_signal_set_is_configurable() -> None:
     with child("custom_shutdown_set") as c:
-        c.send(TERM)
-        c.wait_for("handler SIGTERM")
+        c.send_and_wait(TERM, "handler SIGTERM")
         assert c.proc.poll() is None
         c.send(USR2)
         assert c.finish() == 0, c.stderr()
@@ -243,8 +238,7 @@ def test_the_shutdown_signal_set_is_configurable() -> None:
 
 def test_sync_listen_runs_coroutine_handlers_too() -> None:
     with child("async_handler_under_sync_listen") as c:
-        c.send(USR1)
-        c.wait_for("async handler SIGUSR1")
+        c.send_and_wait(USR1, "async handler SIGUSR1")
         c.send(TERM)
         assert c.finish() == 0, c.stderr()
 
