@@ -19,6 +19,7 @@ import pytest
 
 import gproc
 from gproc import aio
+from gproc._listen import stop_listening
 
 from .conftest import python_program
 
@@ -212,6 +213,7 @@ def test_aio_listen_awaits_coroutine_handlers_on_its_loop() -> None:
         assert c.finish() == 0, c.stderr()
         assert "async shutdown SIGTERM" in c.lines
         assert "sync shutdown SIGTERM False" in c.lines  # a plain handler never blocks the loop
+        assert "op shutdown SIGTERM True" in c.lines  # an operation is driven on the loop
         assert c.lines[-1] == "aio.listen returned SIGTERM"
 
 
@@ -266,6 +268,13 @@ def test_listen_timeout_returns_none_and_restores_dispositions() -> None:
     assert asyncio.run(aio.listen(timeout=0.05)) is None
     assert {s: signal.getsignal(s) for s in before} == before
     assert len(os.listdir("/proc/self/fd")) == fds
+
+
+def test_stop_listening_makes_listen_return_none() -> None:
+    stop_listening()  # before listen: the next main-thread listen returns at once
+    assert gproc.listen() is None
+    stop_listening()
+    assert asyncio.run(aio.listen()) is None
 
 
 def test_thread_listen_times_out_while_the_main_thread_does_not_listen() -> None:

@@ -35,14 +35,15 @@ from typing import Any
 
 from ._drive import Op, Wait, run_async, run_sync, wait_readable
 from ._errors import SignalError
-from ._signals import SignalHandler, handler_name, registry
+from ._signals import OpHandler, SignalHandler, handler_name, registry
 
-__all__ = ["listen", "listen_async", "listen_op"]
+__all__ = ["listen", "listen_async", "listen_op", "stop_listening"]
 
 log = logging.getLogger("gproc")
 
 #: Bytes in the record pipe that are not signal numbers (signals are 1..SIGRTMAX <= 64 on Linux).
 _RECONCILE = 0
+_STOP = 254
 _JOB_DONE = 255
 _BYTE = [bytes((i,)) for i in range(256)]
 
@@ -83,7 +84,8 @@ class _Job:
     cancel: Callable[[], object] | None = None
 
 
-StartCoroutine = Callable[[_Job, SignalHandler, _signal.Signals], None]
+CoroutineHandler = Callable[[_signal.Signals], Coroutine[Any, Any, Any]]
+StartCoroutine = Callable[[_Job, CoroutineHandler, _signal.Signals], None]
 
 
 class _Hub:
@@ -278,7 +280,7 @@ def _run_in_thread(job: _Job, handler: SignalHandler, sig: _signal.Signals) -> N
         _finish(job)
 
 
-async def _run_as_task(job: _Job, handler: SignalHandler, sig: _signal.Signals) -> None:
+async def _run_as_task(job: _Job, handler: CoroutineHandler, sig: _signal.Signals) -> None:
     try:
         await handler(sig)
     except asyncio.CancelledError:
@@ -291,7 +293,7 @@ async def _run_as_task(job: _Job, handler: SignalHandler, sig: _signal.Signals) 
 
 
 def _task_starter(loop: asyncio.AbstractEventLoop) -> StartCoroutine:
-    def start(job: _Job, handler: SignalHandler, sig: _signal.Signals) -> None:
+    def start(job: _Job, handler: CoroutineHandler, sig: _signal.Signals) -> None:
         coroutine: Coroutine[Any, Any, None] = _run_as_task(job, handler, sig)
         job.cancel = loop.create_task(coroutine, name=f"gproc signal handler {job.name}").cancel
 
@@ -306,9 +308,14 @@ def _start_handlers(
         job = _Job(handler_name(handler), sig)
         with hub.lock:
             hub.running.append(job)
+        coroutine_handler: CoroutineHandler | None = None
+        if isinstance(handler, OpHandler):
+            coroutine_handler = handler.run_async
+        elif inspect.iscoroutinefunction(handler):
+            coroutine_handler = handler
         try:
-            if start_coroutine is not None and inspect.iscoroutinefunction(handler):
-                start_coroutine(job, handler, sig)
+            if start_coroutine is not None and coroutine_handler is not None:
+                start_coroutine(job, coroutine_handler, sig)
             else:
                 _workers.submit(functools.partial(_run_in_thread, job, handler, sig))
         except Exception:
@@ -321,12 +328,16 @@ def _start_handlers(
 
 def _handle(
     data: bytes, installed: _Installed, start_coroutine: StartCoroutine | None
-) -> _signal.Signals | None:
-    """Act on what the record pipe held; return the shutdown signal if one arrived."""
+) -> tuple[_signal.Signals | None, bool]:
+    """Act on what the record pipe held: (the shutdown signal if one arrived, stop requested)."""
     shutdown: _signal.Signals | None = None
+    stop = False
     for byte in data:
         if byte == _RECONCILE:
             installed.reconcile(registry.wanted())
+            continue
+        if byte == _STOP:
+            stop = True
             continue
         if byte == _JOB_DONE:
             continue
@@ -344,7 +355,7 @@ def _handle(
             shutdown = sig
             log.debug("received %s: shutting down", sig.name)
         _start_handlers(handlers, sig, start_coroutine)
-    return shutdown
+    return shutdown, stop
 
 
 def _dispatch_op(
@@ -357,11 +368,12 @@ def _dispatch_op(
         while True:
             yield Wait(readable=(hub.record_r, hub.nudge_r), deadline=deadline)
             _drain(hub.nudge_r)
-            shutdown = _handle(_drain(hub.record_r), installed, start_coroutine)
-            if shutdown is None and deadline is not None and time.monotonic() >= deadline:
+            shutdown, stop = _handle(_drain(hub.record_r), installed, start_coroutine)
+            timed_out = deadline is not None and time.monotonic() >= deadline
+            if shutdown is None and (stop or timed_out):
                 installed.restore()
                 # Whatever was recorded before the give-back was delivered to us: handle it.
-                shutdown = _handle(_drain(hub.record_r), installed, start_coroutine)
+                shutdown, _ = _handle(_drain(hub.record_r), installed, start_coroutine)
                 if shutdown is None:
                     return None
             if shutdown is not None:
@@ -491,6 +503,16 @@ def listen_op(
                 hub.watchers.discard(watch[1])
             os.close(watch[0])
             os.close(watch[1])
+
+
+def stop_listening() -> None:
+    """Make the main-thread ``listen`` return None now, as if its timeout had passed (the next
+    one, if none runs yet). Signals recorded before are still handled. Followers keep waiting.
+
+    For a program that also ends for reasons other than a signal (``gproc spawn``: when every
+    child has exited). Callable from any thread; never blocks.
+    """
+    _poke(_hub().record_w, _STOP)
 
 
 def listen(*, timeout: float | None = None) -> _signal.Signals | None:

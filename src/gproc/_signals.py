@@ -15,9 +15,12 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ._drive import Op, run_async, run_sync
+
 __all__ = [
     "DEFAULT_SHUTDOWN_SIGNALS",
     "DEFAULT_SHUTDOWN_TIMEOUT",
+    "OpHandler",
     "SignalHandler",
     "add_sig_handler",
     "add_sig_handler_shutdown",
@@ -68,6 +71,29 @@ def _as_signals(values: Iterable[object]) -> list[_signal.Signals]:
 def _check_handler(handler: object) -> None:
     if not callable(handler):
         raise TypeError(f"a signal handler must be callable, not {type(handler).__name__}")
+
+
+class OpHandler:
+    """A signal handler written once, as an operation (see ``_drive``).
+
+    Under :func:`gproc.aio.listen` it runs as a task on the listening loop (``run_async``), so
+    objects that belong to that loop (an ``aio.Manager``'s processes) are served there; under
+    :func:`gproc.listen`, calling it runs the operation in a handler thread (``run_sync``).
+    """
+
+    def __init__(self, op: Callable[[_signal.Signals], Op[Any]], name: str) -> None:
+        self.op = op
+        self.__qualname__ = name  # how logs name it
+        self.__module__ = "gproc"
+
+    def __call__(self, sig: _signal.Signals) -> None:
+        run_sync(self.op(sig))
+
+    async def run_async(self, sig: _signal.Signals) -> None:
+        await run_async(self.op(sig))
+
+    def __repr__(self) -> str:
+        return f"<signal handler {self.__qualname__}>"
 
 
 def handler_name(handler: object) -> str:

@@ -18,6 +18,8 @@ import time
 
 import gproc
 from gproc import aio
+from gproc._drive import Op, sleep
+from gproc._signals import OpHandler
 
 USR1, USR2, TERM, INT = signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM, signal.SIGINT
 
@@ -211,9 +213,13 @@ def asyncio_listen() -> None:
     def sync_cleanup(sig: signal.Signals) -> None:
         say("sync shutdown", sig.name, threading.current_thread() is loop_thread)
 
+    def op_cleanup(sig: signal.Signals) -> Op[None]:
+        yield from sleep(0.01)  # waits like every gproc operation: on the loop, not in a thread
+        say("op shutdown", sig.name, threading.current_thread() is loop_thread)
+
     async def main() -> None:
         aio.add_sig_handler(on_usr1, USR1)
-        aio.add_sig_handler_shutdown(async_cleanup, sync_cleanup)
+        aio.add_sig_handler_shutdown(async_cleanup, sync_cleanup, OpHandler(op_cleanup, "op"))
         ready()
         sig = await aio.listen()
         say("aio.listen returned", sig.name if sig else None)
