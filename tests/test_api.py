@@ -41,7 +41,7 @@ def test_aio_twin_has_the_same_names_and_parameters() -> None:
 
 
 def test_sync_functions_that_wait_have_an_async_twin() -> None:
-    waiting = {"shell", "shell_exec", "shell_run"}
+    waiting = {"shell", "shell_exec", "shell_run", "listen"}
     for name in waiting:
         assert inspect.iscoroutinefunction(getattr(aio, name))
 

@@ -136,7 +136,7 @@ def test_shutdown_returns_every_listener_in_every_thread() -> None:
         assert c.finish() == 0, c.stderr()
         assert c.wait_for("main returned") == ["main returned SIGINT"]
         assert c.wait_for("threads returned") == [
-            "threads returned early0=SIGINT early1=SIGINT late=SIGINT"
+            "threads returned aio=SIGINT early0=SIGINT early1=SIGINT late=SIGINT"
         ]
         assert c.wait_for("after shutdown") == ["after shutdown SIGINT SIGINT"]
 

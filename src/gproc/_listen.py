@@ -102,6 +102,7 @@ class _Hub:
         self.nudge_r, self.nudge_w = _pipe()
         self.dispatching = False
         self.result: _signal.Signals | None = None
+        self.shutting_down: _signal.Signals | None = None
         self.watchers: set[int] = set()  # write ends of the followers' pipes
         self.main_gone = False
         self.exit_hooked = False
@@ -353,6 +354,7 @@ def _handle(
             # it would have done without us, even while the handlers below still run.
             installed.restore()
             shutdown = sig
+            _hub().shutting_down = sig
             log.debug("received %s: shutting down", sig.name)
         _start_handlers(handlers, sig, start_coroutine)
     return shutdown, stop
@@ -492,6 +494,10 @@ def listen_op(
                 finally:
                     with hub.lock:
                         hub.dispatching = False
+                        # A second Ctrl+C may end the dispatcher before its shutdown wait began:
+                        # the shutdown happened all the same, and followers return with it.
+                        if hub.result is None:
+                            hub.result = hub.shutting_down
                     hub.notify_followers()
             assert watch is not None
             if not (yield from wait_readable(watch[0], deadline)):

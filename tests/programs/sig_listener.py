@@ -82,7 +82,13 @@ def threads() -> None:
         with lock:
             results.append(f"{name}={sig.name if sig else None}")
 
+    def aio_listener() -> None:
+        sig = asyncio.run(aio.listen())  # a loop in another thread: a follower too
+        with lock:
+            results.append(f"aio={sig.name if sig else None}")
+
     early = [threading.Thread(target=listener, args=(f"early{i}",)) for i in range(2)]
+    early.append(threading.Thread(target=aio_listener))
     for t in early:
         t.start()
     late: list[threading.Thread] = []
