@@ -361,12 +361,16 @@ def _handle(
 
 
 def _dispatch_op(
-    deadline: float | None, start_coroutine: StartCoroutine | None
+    deadline: float | None,
+    start_coroutine: StartCoroutine | None,
+    on_listening: Callable[[], object] | None,
 ) -> Op[_signal.Signals | None]:
     hub = _hub()
     installed = _Installed(hub)
     try:
         installed.reconcile(registry.wanted())
+        if on_listening is not None:
+            on_listening()
         while True:
             yield Wait(readable=(hub.record_r, hub.nudge_r), deadline=deadline)
             _drain(hub.nudge_r)
@@ -461,9 +465,18 @@ def _check_timeout(timeout: float | None) -> float | None:
 
 
 def listen_op(
-    timeout: float | None = None, start_coroutine: StartCoroutine | None = None
+    timeout: float | None = None,
+    start_coroutine: StartCoroutine | None = None,
+    *,
+    on_listening: Callable[[], object] | None = None,
 ) -> Op[_signal.Signals | None]:
-    """Wait for a shutdown signal and its handlers; None when ``timeout`` passed first."""
+    """Wait for a shutdown signal and its handlers; None when ``timeout`` passed first.
+
+    ``on_listening`` is called once this call, as the main-thread dispatcher, has its handlers in
+    place: the moment a supervisor or a test may start sending signals. (The CLI prints "Ctrl+C
+    stops them" then; programs that start no children can block signals instead, see
+    docs/signals.md.)
+    """
     deadline = _check_timeout(timeout)
     hub = _hub()
     watch: tuple[int, int] | None = None
@@ -490,7 +503,7 @@ def listen_op(
                         hub.watchers.add(watch[1])
             if lead:
                 try:
-                    return (yield from _dispatch_op(deadline, start_coroutine))
+                    return (yield from _dispatch_op(deadline, start_coroutine, on_listening))
                 finally:
                     with hub.lock:
                         hub.dispatching = False
