@@ -40,6 +40,8 @@ from ._identity import (
     uptime,
 )
 from ._listen import listen
+from ._manager import Manager
+from ._process import Process
 from ._signals import (
     add_sig_handler,
     add_sig_handler_shutdown,
@@ -64,10 +66,12 @@ __all__ = [
     "ConfigError",
     "ConnectionLost",
     "GprocError",
+    "Manager",
     "ManyErrors",
     "MessageTooLarge",
     "MessagingError",
     "NotReceiving",
+    "Process",
     "ProcessError",
     "ProcessNotFound",
     "ProcessNotStarted",

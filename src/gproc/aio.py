@@ -22,6 +22,8 @@ from ._identity import (
     uptime,
 )
 from ._listen import listen_async as listen
+from ._manager import AsyncManager as Manager
+from ._process import AsyncProcess as Process
 from ._signals import (
     add_sig_handler,
     add_sig_handler_shutdown,
@@ -37,6 +39,8 @@ shell_run = async_face(_shell.shell_run)
 __all__ = [
     "add_sig_handler",
     "add_sig_handler_shutdown",
+    "Manager",
+    "Process",
     "is_child",
     "listen",
     "pid",

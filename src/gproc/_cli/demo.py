@@ -59,6 +59,39 @@ def timeout_kills_tree() -> None:
         )
 
 
+def processes_and_manager() -> None:
+    _title("Processes and the Manager")
+    said = io.StringIO()
+    code = gproc.Process(
+        "sh", ["-c", "echo child $$ got GPROC_PPID=$GPROC_PPID"], stdout=said
+    ).run()
+    print(f"Process(...).run() -> {code}; the child said: {said.getvalue().strip()!r}")
+    worker = (
+        "trap 'echo worker $GPROC_DEMO_N stopping cleanly; exit 0' TERM; "
+        "echo worker $GPROC_DEMO_N ready; while :; do sleep 1 & wait $!; done"
+    )
+    with gproc.Manager(grace=2) as manager:
+        workers = [
+            manager.new_command(worker, {"GPROC_DEMO_N": str(n)}, stdout=gproc.PIPE)
+            for n in range(3)
+        ]
+        for proc in workers:
+            proc.start()
+        for proc in workers:  # readiness handshake: each worker says so on its pipe
+            assert proc.stdout is not None
+            print(f"  [{proc.pid}] {proc.stdout.readline().decode().strip()}")
+        print(f"running: {len(manager.running())} of {len(manager)}, pids {manager.pids()}")
+        started = time.monotonic()
+        codes = manager.terminate_all()
+        took = time.monotonic() - started
+        print(f"terminate_all() -> {codes} in {took:.3f}s (SIGTERM to all at once)")
+        for proc in workers:
+            assert proc.stdout is not None
+            print(f"  [{proc.pid}] {proc.stdout.read().decode().strip()}")
+            proc.stdout.close()
+        print(f"still listed with exit codes: {len(manager)}; running: {manager.running()}")
+
+
 #: The program the signals chapter starts: two shutdown handlers and a reload handler.
 _LISTENER = """
 import signal, sys, time
@@ -108,6 +141,7 @@ CHAPTERS: list[Callable[[], None]] = [
     identity,
     shell_helpers,
     timeout_kills_tree,
+    processes_and_manager,
     graceful_shutdown,
 ]
 
