@@ -10,29 +10,31 @@ import asyncio
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import psutil
 import pytest
 
 import gproc
 from gproc import aio
 from gproc._listen import stop_listening
 
-from .conftest import python_program
+from .conftest import gone, marked_processes, python_program
 
 USR1, USR2, TERM, INT = signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM, signal.SIGINT
 
 
 class Child:
-    """A sig_listener scenario; collects its output lines as they come."""
+    """A test program (sig_listener SCENARIO by default); collects its output lines as they come."""
 
-    def __init__(self, scenario: str) -> None:
+    def __init__(self, scenario: str, program: str = "sig_listener") -> None:
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
         self.proc = subprocess.Popen(
-            python_program("sig_listener", scenario),
+            python_program(program, scenario),
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             text=True,
@@ -96,8 +98,8 @@ class Child:
 
 
 @contextmanager
-def child(scenario: str) -> Iterator[Child]:
-    c = Child(scenario)
+def child(scenario: str, program: str = "sig_listener") -> Iterator[Child]:
+    c = Child(scenario, program)
     try:
         c.wait_for("ready")
         yield c
@@ -255,6 +257,58 @@ def test_listening_in_a_thread_when_the_main_thread_never_will_raises() -> None:
             assert "only the main thread can receive signals" in line
     finally:
         c.close()
+
+
+# ------------------------------------------------------------------ Manager
+
+
+@pytest.mark.parametrize("face", ["sync", "aio"])
+def test_manager_shutdown_on_sigterm_leaves_no_child_behind(
+    face: str, no_leftover_processes: str
+) -> None:
+    with child(face, "sig_manager") as c:
+        children = [int(line.split()[1]) for line in c.wait_for("child", count=3)]
+        tree = [p.pid for pid in children for p in psutil.Process(pid).children(recursive=True)]
+        assert len(tree) >= 3  # the stubborn shell's sleep and the tree's two
+        c.send(TERM)
+        assert c.finish() == 0, c.stderr()
+        assert c.wait_for("listen returned") == ["listen returned SIGTERM"]
+        # Before listen returned: SIGTERM stopped the first and the tree, SIGKILL the stubborn one.
+        assert c.wait_for("codes") == ["codes -15 -9 -15"]
+        assert c.wait_for("running") == ["running 0"]
+    assert all(gone(pid) for pid in children + tree)
+    assert marked_processes(no_leftover_processes) == []
+
+
+@pytest.mark.parametrize(("sig", "code"), [(TERM, 143), (INT, 130)])
+def test_cli_spawn_stops_every_copy_on_a_shutdown_signal_and_says_why(sig: int, code: int) -> None:
+    cli = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gproc",
+            "spawn",
+            "-n",
+            "2",
+            "--grace",
+            "1",
+            "echo up $$; exec sleep 60",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert cli.stdout is not None
+    assert cli.stderr is not None
+    with cli:
+        pids = [int(cli.stdout.readline().split()[-1]) for _ in range(2)]
+        # Printed once gproc listens: from now on the signal reaches the shutdown handler.
+        assert "Ctrl+C or SIGTERM stops them all" in cli.stderr.readline()
+        cli.send_signal(sig)
+        _, err = cli.communicate(timeout=30)
+    assert cli.returncode == code, err
+    assert f"{signal.Signals(sig).name}: stopped every copy" in err
+    assert all(gone(pid) for pid in pids)
 
 
 # ------------------------------------------------------------------ in this process

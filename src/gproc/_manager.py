@@ -30,6 +30,7 @@ from ._process import (
     stop_many,
     wait_op,
 )
+from ._signals import OpHandler, add_sig_handler_shutdown, remove_sig_handler
 from ._stop import Scope, StopPolicy
 
 __all__ = ["AsyncManager", "Manager", "ManagerCore"]
@@ -51,6 +52,7 @@ class ManagerCore(Generic[P]):
         self._grace = _check_grace(grace)
         self._lock = threading.Lock()
         self._procs: dict[int, P] = {}
+        self._shutdown_handler: OpHandler | None = None
 
     # ------------------------------------------------------------------ creating and adopting
 
@@ -189,7 +191,37 @@ class ManagerCore(Generic[P]):
         policy = StopPolicy(grace=0.0, signal=_signal.SIGKILL, scope=scope)
         return (yield from self._stop_all_op(policy, "kill_all"))
 
+    # ------------------------------------------------------------------ signals
+
+    def shutdown_on_signals(self, grace: float = DEFAULT_GRACE) -> OpHandler:
+        """On a shutdown signal, stop every process of this manager before ``listen`` returns.
+
+        SIGTERM to each process tree, SIGKILL to whatever is left after ``grace`` seconds, all
+        processes in parallel (the stop policy of ``terminate_all``). Under ``aio.listen`` the
+        stop runs on the listening loop. Calling it again replaces the grace; leaving the
+        manager's ``with`` block unregisters it. Returns the handler, for ``remove_sig_handler``.
+        """
+        policy = StopPolicy(grace=_check_grace(grace))
+
+        def stop(sig: _signal.Signals) -> Op[dict[int, int | None]]:
+            return self._stop_all_op(policy, f"shutdown on {sig.name}")
+
+        handler = OpHandler(stop, f"{type(self).__name__}.shutdown_on_signals(grace={grace:g})")
+        with self._lock:
+            previous, self._shutdown_handler = self._shutdown_handler, handler
+        if previous is not None:
+            remove_sig_handler(previous)
+        add_sig_handler_shutdown(handler)
+        return handler
+
+    def _forget_signals(self) -> None:
+        with self._lock:
+            handler, self._shutdown_handler = self._shutdown_handler, None
+        if handler is not None:
+            remove_sig_handler(handler)
+
     def _exit_op(self) -> Op[None]:
+        self._forget_signals()
         if any(p.is_running() for p in self.processes()):
             yield from self._terminate_all_op(self._grace)
 

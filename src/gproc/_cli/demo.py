@@ -92,7 +92,8 @@ def processes_and_manager() -> None:
         print(f"still listed with exit codes: {len(manager)}; running: {manager.running()}")
 
 
-#: The program the signals chapter starts: two shutdown handlers and a reload handler.
+#: The program the signals chapter starts: a Manager with two workers that it stops on shutdown,
+#: a reload handler and two cleanup handlers.
 _LISTENER = """
 import signal, sys, time
 import gproc
@@ -105,20 +106,28 @@ def reload_config(sig):
     say(f"reload_config ran for {sig.name}")
 
 def close_database(sig):
-    time.sleep(0.2)  # slow cleanup; runs alongside the other handler, not before it
+    time.sleep(0.2)  # slow cleanup; runs alongside the others, not before them
     say(f"close_database ran for {sig.name}")
 
 def flush_logs(sig):
     say(f"flush_logs ran for {sig.name}")
 
-gproc.add_sig_handler(reload_config, signal.SIGHUP)
-gproc.add_sig_handler_shutdown(close_database, flush_logs)
-# Hold the signals until listen() takes them, so "ready" cannot race the handlers' installation.
-signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP, signal.SIGTERM})
-say("ready")
-started = time.monotonic()
-sig = gproc.listen()
-say(f"listen() returned {sig.name} after {time.monotonic() - started:.2f}s; exiting")
+worker = ("trap 'echo worker $N: got SIGTERM, exiting; exit 0' TERM; echo worker $N: up; "
+          "while :; do sleep 1 & wait $!; done")
+with gproc.Manager() as workers:
+    for n in range(2):
+        workers.new_command(worker, {"N": str(n)}).start()
+    workers.shutdown_on_signals(grace=2)  # SIGTERM to each tree, SIGKILL after 2 s
+    gproc.add_sig_handler(reload_config, signal.SIGHUP)
+    gproc.add_sig_handler_shutdown(close_database, flush_logs)
+    # Hold the signals until listen() takes them, so "ready" cannot race its installation. Only
+    # now: children started while signals are blocked would inherit the block.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP, signal.SIGTERM})
+    say("ready")
+    started = time.monotonic()
+    sig = gproc.listen()
+    codes = [p.returncode for p in workers.processes()]
+    say(f"listen() returned {sig.name} after {time.monotonic() - started:.2f}s; workers: {codes}")
 """
 
 
@@ -127,14 +136,22 @@ def graceful_shutdown() -> None:
     child = subprocess.Popen([sys.executable, "-c", _LISTENER], stdout=subprocess.PIPE, text=True)
     assert child.stdout is not None
     with child:
-        child.stdout.readline()  # "ready"
+        waiting_for = {"ready", "worker 0: up", "worker 1: up"}
+        while waiting_for:  # readiness handshake: the program and both workers say so
+            line = child.stdout.readline().rstrip()
+            if not line:
+                break
+            waiting_for.discard(line)
+            print("child:", line)
         print(f"child {child.pid} is listening; sending SIGHUP, then SIGTERM")
         child.send_signal(signal.SIGHUP)
         print("child:", child.stdout.readline().rstrip())
         child.send_signal(signal.SIGTERM)
         for line in child.stdout:
             print("child:", line.rstrip())
-    print(f"child exited with status {child.returncode}: its handlers ran, then it ended")
+    print(
+        f"child exited with status {child.returncode}: handlers ran, workers stopped, then it ended"
+    )
 
 
 CHAPTERS: list[Callable[[], None]] = [
