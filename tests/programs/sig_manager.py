@@ -17,7 +17,7 @@ from gproc._listen import _task_starter, listen_op
 
 COMMANDS = [
     "echo up; exec sleep 60",  # stops on SIGTERM
-    "trap '' TERM; echo up; while :; do sleep 1; done",  # ignores SIGTERM: needs the SIGKILL
+    "trap '' TERM; echo up; exec sleep 60",  # ignores SIGTERM (inherited): needs the SIGKILL
     "sleep 60 & sleep 60 & echo up; wait",  # a tree: grandchildren must go too
 ]
 
