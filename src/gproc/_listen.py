@@ -9,10 +9,11 @@ takes over when a main-thread dispatcher leaves without one.
 
 The OS-level handler only writes the signal's number into a pipe (one byte per delivery, so a
 burst of deliveries is a burst of bytes, not a flag set twice). The dispatcher reads the pipe and
-starts the handlers outside the signal handler: plain functions in threads of their own,
-coroutine functions as tasks on the listening loop. The same pipe carries two more kinds of byte:
-"the registry changed" (so a listener installs handlers for newly registered signals) and "a
-handler finished" (so the shutdown wait wakes).
+starts the handlers outside the signal handler: plain functions in threads (idle ones reused),
+coroutine functions and ``OpHandler`` operations as tasks on the listening loop. The same pipe
+carries three more kinds of byte: "the registry changed" (so a listener installs handlers for
+newly registered signals), "a handler finished" (so the shutdown wait wakes) and "stop
+listening" (``stop_listening``).
 
 The waiting is one operation (``listen_op``) driven by ``run_sync`` or ``run_async``; the faces
 differ only in how a coroutine handler is started.
