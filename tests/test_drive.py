@@ -53,7 +53,7 @@ def test_two_tasks_waiting_on_one_descriptor_both_wake() -> None:
         second = asyncio.create_task(run_async(watch()))
         await asyncio.sleep(0.01)
         os.write(w, b"x")
-        return await asyncio.wait_for(asyncio.gather(first, second), 5)
+        return await asyncio.wait_for(first, 5), await asyncio.wait_for(second, 5)
 
     try:
         assert asyncio.run(main()) == (True, True)
