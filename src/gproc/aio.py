@@ -37,10 +37,10 @@ shell_exec = async_face(_shell.shell_exec)
 shell_run = async_face(_shell.shell_run)
 
 __all__ = [
-    "add_sig_handler",
-    "add_sig_handler_shutdown",
     "Manager",
     "Process",
+    "add_sig_handler",
+    "add_sig_handler_shutdown",
     "is_child",
     "listen",
     "pid",
