@@ -26,6 +26,7 @@ from ._errors import (
     ShellTimeout,
     SignalError,
     SpawnError,
+    UnsafeRuntimeDir,
 )
 from ._identity import (
     PPID_ENV,
@@ -39,6 +40,9 @@ from ._identity import (
     start_time,
     uptime,
 )
+from ._messaging import sender as _sender
+from ._messaging.message import Message
+from ._messaging.receiving import messages, receive, start_receiving
 from ._stop import StopPolicy
 from ._streams import DEVNULL, PIPE, STDOUT
 
@@ -47,6 +51,9 @@ __version__ = "0.1.0"
 shell = sync_face(_shell.shell)
 shell_exec = sync_face(_shell.shell_exec)
 shell_run = sync_face(_shell.shell_run)
+send = sync_face(_sender.send)
+send_many = sync_face(_sender.send_many)
+request = sync_face(_sender.request)
 
 __all__ = [
     "DEVNULL",
@@ -57,6 +64,7 @@ __all__ = [
     "ConnectionLost",
     "GprocError",
     "ManyErrors",
+    "Message",
     "MessageTooLarge",
     "MessagingError",
     "NotReceiving",
@@ -71,17 +79,24 @@ __all__ = [
     "SignalError",
     "SpawnError",
     "StopPolicy",
+    "UnsafeRuntimeDir",
     "__version__",
     "is_child",
+    "messages",
     "pid",
     "ppid",
     "ppid_os",
+    "receive",
+    "request",
     "search_binary",
     "search_binary_path",
+    "send",
+    "send_many",
     "set_ppid",
     "shell",
     "shell_exec",
     "shell_run",
+    "start_receiving",
     "start_time",
     "uptime",
 ]

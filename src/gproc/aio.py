@@ -21,22 +21,37 @@ from ._identity import (
     start_time,
     uptime,
 )
+from ._messaging import sender as _sender
+from ._messaging.message import Message
+from ._messaging.receiving import messages_async as messages
+from ._messaging.receiving import receive_async as receive
+from ._messaging.receiving import start_receiving
 
 shell = async_face(_shell.shell)
 shell_exec = async_face(_shell.shell_exec)
 shell_run = async_face(_shell.shell_run)
+send = async_face(_sender.send)
+send_many = async_face(_sender.send_many)
+request = async_face(_sender.request)
 
 __all__ = [
+    "Message",
     "is_child",
+    "messages",
     "pid",
     "ppid",
     "ppid_os",
+    "receive",
+    "request",
     "search_binary",
     "search_binary_path",
+    "send",
+    "send_many",
     "set_ppid",
     "shell",
     "shell_exec",
     "shell_run",
+    "start_receiving",
     "start_time",
     "uptime",
 ]
