@@ -1,6 +1,6 @@
 """The receiving side: one background thread serving every sender over one Unix socket.
 
-One thread with a selector serves the listening socket and all connections, so a process that
+One thread with an epoll set serves the listening socket and all connections, so a process that
 receives costs one thread however many processes talk to it. The thread never runs user code and
 never blocks on a queue: a full queue is answered with a FULL ack (the sender waits and retries),
 so one slow group cannot stall the others.
@@ -21,7 +21,7 @@ import atexit
 import contextlib
 import os
 import secrets
-import selectors
+import select
 import socket
 import struct
 import threading
@@ -38,7 +38,8 @@ __all__ = ["Listener", "current", "ensure_listening", "queues", "stop"]
 
 _PEERCRED = struct.Struct("3i")
 _SCRATCH = 256 * 1024
-_WAKE = object()
+#: Readable, or the peer hung up or failed (recv then reports EOF or the error).
+_READ = select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR
 
 
 def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
@@ -55,7 +56,7 @@ class _Conn:
         self.sock = sock
         self.fd = sock.fileno()
         self.pid = pid
-        self.decoder = proto.FrameDecoder(proto.FROM_SENDER, max_payload)
+        self.decoder = proto.FrameDecoder(proto.FROM_SENDER, max_payload, reuse=True)
         self.expected = 1  # the seq of the next message this connection may queue
         self.hello = False
         self.max_reply = 0
@@ -108,7 +109,7 @@ class Listener:
         self._group_names: dict[bytes, str] = {}
         self._stopping = False
         self._scratch = bytearray(_SCRATCH)
-        self._selector = selectors.DefaultSelector()
+        self._epoll = select.epoll()
         self._thread = threading.Thread(target=self._run, name="gproc-listener", daemon=True)
         self._thread.start()
 
@@ -132,7 +133,7 @@ class Listener:
         for conn in self._conns.values():
             conn.sock.close()
         self._lsock.close()
-        self._selector.close()
+        self._epoll.close()
         for fd in (self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -144,24 +145,27 @@ class Listener:
     # ------------------------------------------------------------------ the thread
 
     def _run(self) -> None:
-        sel = self._selector
-        sel.register(self._lsock, selectors.EVENT_READ, None)
-        sel.register(self._wake_r, selectors.EVENT_READ, _WAKE)
+        # epoll directly (not selectors): this loop runs once per message batch.
+        poller = self._epoll
+        listen_fd = self._lsock.fileno()
+        poller.register(listen_fd, select.EPOLLIN)
+        poller.register(self._wake_r, select.EPOLLIN)
+        conns = self._conns
         scratch_view = memoryview(self._scratch)
         try:
             while not self._stopping:
-                for key, events in sel.select():
-                    data = key.data
-                    if data is None:
+                for fd, events in poller.poll():
+                    conn = conns.get(fd)
+                    if conn is not None:
+                        self._serve(conn, events, scratch_view)
+                    elif fd == listen_fd:
                         self._accept()
-                    elif data is _WAKE:
+                    elif fd == self._wake_r:
                         self._drain_wake()
-                    else:
-                        self._serve(data, events, scratch_view)
         finally:
             for conn in list(self._conns.values()):
                 self._close(conn)
-            sel.close()
+            poller.close()
             self._lsock.close()
             os.close(self._wake_r)
             os.close(self._wake_w)
@@ -181,12 +185,16 @@ class Listener:
                     sock.close()
                     continue
                 sock.setblocking(False)
-                conn = _Conn(sock, pid, self._max_payload)
-                self._conns[conn.fd] = conn
-                self._selector.register(sock, selectors.EVENT_READ, conn)
-                self._write(conn, self._hello)
             except OSError:
                 sock.close()
+                continue
+            conn = _Conn(sock, pid, self._max_payload)
+            self._conns[conn.fd] = conn
+            try:
+                self._epoll.register(conn.fd, _READ)
+                self._write(conn, self._hello)
+            except OSError:
+                self._close(conn)
 
     def _drain_wake(self) -> None:
         with contextlib.suppress(BlockingIOError, OSError):
@@ -207,9 +215,9 @@ class Listener:
 
     def _serve(self, conn: _Conn, events: int, scratch_view: memoryview) -> None:
         try:
-            if events & selectors.EVENT_WRITE:
+            if events & select.EPOLLOUT:
                 self._flush(conn)
-            if events & selectors.EVENT_READ and not conn.closed:
+            if events & _READ and not conn.closed:
                 self._on_readable(conn, scratch_view)
         except (OSError, proto.ProtocolError, ValueError):
             self._close(conn)
@@ -238,7 +246,7 @@ class Listener:
         if frames:
             self._handle(conn, frames)
 
-    def _handle(self, conn: _Conn, frames: list[tuple[int, bytes | bytearray]]) -> None:
+    def _handle(self, conn: _Conn, frames: list[tuple[int, proto.Payload]]) -> None:
         ok_seq = 0
         put = self.queues.put
         woken: set[str] = set()
@@ -314,7 +322,7 @@ class Listener:
         sent = conn.sock.send(data, socket.MSG_NOSIGNAL) if data else 0
         if sent < len(data):
             conn.out.append(memoryview(data)[sent:])
-            self._selector.modify(conn.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, conn)
+            self._epoll.modify(conn.fd, _READ | select.EPOLLOUT)
 
     def _flush(self, conn: _Conn) -> None:
         out = conn.out
@@ -328,14 +336,14 @@ class Listener:
                 out[0] = memoryview(head)[sent:]
                 return
             out.popleft()
-        self._selector.modify(conn.sock, selectors.EVENT_READ, conn)
+        self._epoll.modify(conn.fd, _READ)
 
     def _close(self, conn: _Conn) -> None:
         with self._post_lock:
             conn.closed = True
         self._conns.pop(conn.fd, None)
         with contextlib.suppress(KeyError, ValueError, OSError):
-            self._selector.unregister(conn.sock)
+            self._epoll.unregister(conn.fd)
         conn.sock.close()
 
 
@@ -358,6 +366,9 @@ def ensure_listening(
 ) -> Listener:
     """Start this process's listener if it is not running; apply queue limits given."""
     global _listener
+    listener = _listener
+    if listener is not None and max_message is queue_size is queue_bytes is None:
+        return listener  # the common case, once per receive(): no lock
     if queue_size is not None:
         if queue_size < 1:
             raise ValueError(f"queue_size must be at least 1, not {queue_size}")

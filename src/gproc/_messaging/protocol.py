@@ -79,6 +79,11 @@ _STATUS_ITEM = struct.Struct("!HQ")
 
 #: Payloads at least this big are filled in place by the caller (see FrameDecoder.body_view).
 BIG_PAYLOAD = 256 * 1024
+#: A reusing decoder keeps a buffer for big payloads up to this size.
+_KEEP_BIG = 8 * 1024 * 1024
+
+
+Payload = bytes | bytearray | memoryview
 
 
 class ProtocolError(ValueError):
@@ -153,7 +158,7 @@ def status(groups: Iterable[tuple[str, int]]) -> bytes:
 # --------------------------------------------------------------------------- decoding payloads
 
 
-def parse_server_hello(payload: bytes | bytearray) -> ServerHello:
+def parse_server_hello(payload: Payload) -> ServerHello:
     if len(payload) != _SERVER_HELLO.size:
         raise ProtocolError(f"server hello of {len(payload)} bytes")
     magic, version, pid, start_ticks, max_message = _SERVER_HELLO.unpack(payload)
@@ -164,7 +169,7 @@ def parse_server_hello(payload: bytes | bytearray) -> ServerHello:
     return ServerHello(pid=pid, start_ticks=start_ticks, max_message=max_message, version=version)
 
 
-def parse_client_hello(payload: bytes | bytearray) -> ClientHello:
+def parse_client_hello(payload: Payload) -> ClientHello:
     if len(payload) != _CLIENT_HELLO.size:
         raise ProtocolError(f"client hello of {len(payload)} bytes")
     magic, version, max_reply = _CLIENT_HELLO.unpack(payload)
@@ -175,7 +180,7 @@ def parse_client_hello(payload: bytes | bytearray) -> ClientHello:
     return ClientHello(max_reply=max_reply, version=version)
 
 
-def parse_message(payload: bytes | bytearray) -> tuple[int, bytes, bytes]:
+def parse_message(payload: Payload) -> tuple[int, bytes, bytes]:
     """``(seq, group as raw UTF-8, data)`` of a message or request payload."""
     size = len(payload)
     if size < _MESSAGE_FIXED:
@@ -199,7 +204,7 @@ def decode_group(raw: bytes) -> str:
         raise ProtocolError("group name is not valid UTF-8") from None
 
 
-def parse_ack(payload: bytes | bytearray) -> tuple[int, int]:
+def parse_ack(payload: Payload) -> tuple[int, int]:
     """``(status, seq)``."""
     if len(payload) != _ACK_BODY.size:
         raise ProtocolError(f"ack of {len(payload)} bytes")
@@ -209,7 +214,7 @@ def parse_ack(payload: bytes | bytearray) -> tuple[int, int]:
     return status_code, seq
 
 
-def parse_reply(payload: bytes | bytearray) -> tuple[int, bytes]:
+def parse_reply(payload: Payload) -> tuple[int, bytes]:
     if len(payload) < _SEQ.size:
         raise ProtocolError("reply shorter than its header")
     (seq,) = _SEQ.unpack_from(payload)
@@ -219,7 +224,7 @@ def parse_reply(payload: bytes | bytearray) -> tuple[int, bytes]:
         return seq, bytes(view[_SEQ.size :])
 
 
-def parse_status(payload: bytes | bytearray) -> list[tuple[str, int]]:
+def parse_status(payload: Payload) -> list[tuple[str, int]]:
     if len(payload) < _STATUS_COUNT.size:
         raise ProtocolError("status shorter than its header")
     (count,) = _STATUS_COUNT.unpack_from(payload)
@@ -250,16 +255,39 @@ class FrameDecoder:
     (:meth:`body_view` then :meth:`advance`), so a 64 MiB message is copied from the kernel once.
     """
 
-    __slots__ = ("_allowed", "_big", "_big_filled", "_big_kind", "_buf", "_limit", "_pos")
+    __slots__ = (
+        "_allowed",
+        "_big",
+        "_big_filled",
+        "_big_kind",
+        "_buf",
+        "_limit",
+        "_pos",
+        "_reuse",
+        "_store",
+    )
 
-    def __init__(self, allowed: frozenset[int], max_payload: int) -> None:
+    def __init__(self, allowed: frozenset[int], max_payload: int, *, reuse: bool = False) -> None:
+        """``reuse``: big payloads are views into one buffer kept for the next big frame (saves
+        an allocation and its page faults per big message); the caller must be done with a big
+        frame before feeding more bytes."""
         self._allowed = allowed
         self._limit = max_payload
         self._buf = bytearray()
         self._pos = 0
-        self._big: bytearray | None = None
+        self._big: bytearray | memoryview | None = None
         self._big_kind = 0
         self._big_filled = 0
+        self._reuse = reuse
+        self._store: bytearray | None = None
+
+    def _big_buffer(self, size: int) -> bytearray | memoryview:
+        if not self._reuse or size > _KEEP_BIG:
+            return bytearray(size)
+        store = self._store
+        if store is None or len(store) < size:
+            store = self._store = bytearray(max(size, 2 * BIG_PAYLOAD))
+        return memoryview(store)[:size]
 
     def body_view(self) -> memoryview | None:
         """The unfilled rest of a big payload, or ``None`` when no big payload is pending."""
@@ -267,7 +295,7 @@ class FrameDecoder:
             return None
         return memoryview(self._big)[self._big_filled :]
 
-    def advance(self, count: int) -> list[tuple[int, bytes | bytearray]]:
+    def advance(self, count: int) -> list[tuple[int, Payload]]:
         """Record ``count`` bytes written into :meth:`body_view`; returns the finished frame."""
         assert self._big is not None
         self._big_filled += count
@@ -277,12 +305,14 @@ class FrameDecoder:
         self._big = None
         return [frame]
 
-    def feed(self, data: bytes | bytearray | memoryview) -> list[tuple[int, bytes | bytearray]]:
+    def feed(
+        self, data: bytes | bytearray | memoryview
+    ) -> list[tuple[int, Payload]]:
         """Add received bytes; return every frame they complete, in order.
 
         Raises :class:`ProtocolError` on an unknown kind or an oversized payload.
         """
-        frames: list[tuple[int, bytes | bytearray]] = []
+        frames: list[tuple[int, Payload]] = []
         if self._big is not None:
             big = self._big
             take = min(len(data), len(big) - self._big_filled)
@@ -309,7 +339,7 @@ class FrameDecoder:
                     pos = start + size
                     continue
                 if size >= BIG_PAYLOAD:
-                    big = bytearray(size)
+                    big = self._big_buffer(size)
                     have = end - start
                     big[:have] = view[start:end]
                     self._big, self._big_kind, self._big_filled = big, kind, have

@@ -16,6 +16,7 @@ import asyncio
 import os
 import threading
 import time
+from _thread import allocate_lock as _allocate_lock
 from collections import deque
 from collections.abc import Iterable
 
@@ -34,12 +35,13 @@ def _wake(future: asyncio.Future[None]) -> None:
 
 
 class _Group:
-    __slots__ = ("async_waiters", "cond", "items", "nbytes")
+    __slots__ = ("async_waiters", "items", "nbytes", "sync_waiters")
 
-    def __init__(self, lock: threading.Lock) -> None:
+    def __init__(self) -> None:
         self.items: deque[Message] = deque()
         self.nbytes = 0
-        self.cond = threading.Condition(lock)
+        # A sync waiter is a locked lock that the waker releases: a lighter Condition.
+        self.sync_waiters: deque[threading.Lock] = deque()
         self.async_waiters: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = deque()
 
 
@@ -53,7 +55,7 @@ class GroupQueues:
     def _group(self, name: str) -> _Group:
         group = self._groups.get(name)
         if group is None:
-            group = self._groups[name] = _Group(self._lock)
+            group = self._groups[name] = _Group()
         return group
 
     # ------------------------------------------------------------------ the listener's side
@@ -86,8 +88,10 @@ class GroupQueues:
 
     def _wake_one(self, group: _Group) -> None:
         # Called with the lock held. A spurious wake-up is harmless (the waiter re-checks), a
-        # missed one is not, so both kinds of waiter get a nudge.
-        group.cond.notify()
+        # missed one is not: a sync waiter first, else an asyncio one.
+        if group.sync_waiters:
+            group.sync_waiters.popleft().release()
+            return
         while group.async_waiters:
             loop, future = group.async_waiters.popleft()
             try:
@@ -103,8 +107,7 @@ class GroupQueues:
     def wake_all(self) -> None:
         with self._lock:
             for group in self._groups.values():
-                group.cond.notify_all()
-                while group.async_waiters:
+                while group.sync_waiters or group.async_waiters:
                     self._wake_one(group)
 
     # ------------------------------------------------------------------ the receivers' side
@@ -120,19 +123,42 @@ class GroupQueues:
 
     def get_sync(self, name: str, timeout: float | None) -> Message:
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._lock:
-            group = self._group(name)
-            while True:
+        lock = self._lock
+        while True:
+            with lock:
+                group = self._group(name)
                 message = self._take(group)
                 if message is not None:
                     return message
+                waiter = _allocate_lock()
+                waiter.acquire()
+                group.sync_waiters.append(waiter)
+            try:
                 if deadline is None:
-                    group.cond.wait()
-                    continue
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise _timeout(name, timeout)
-                group.cond.wait(remaining)
+                    woken = waiter.acquire()
+                else:
+                    woken = waiter.acquire(True, max(0.0, deadline - time.monotonic()))
+            except BaseException:  # KeyboardInterrupt: leave without losing a wake-up
+                self._leave_sync(group, waiter)
+                raise
+            if not woken:
+                with lock:
+                    try:
+                        group.sync_waiters.remove(waiter)
+                    except ValueError:  # woken just now after all: take what it was for
+                        pass
+                    message = self._take(group)
+                    if message is not None:
+                        return message
+                raise _timeout(name, timeout)
+
+    def _leave_sync(self, group: _Group, waiter: threading.Lock) -> None:
+        with self._lock:
+            try:
+                group.sync_waiters.remove(waiter)
+            except ValueError:  # it was woken already: pass the wake-up to the next waiter
+                if group.items:
+                    self._wake_one(group)
 
     async def get_async(self, name: str, timeout: float | None) -> Message:
         loop = asyncio.get_running_loop()

@@ -91,7 +91,7 @@ class _Channel:
         self.decoder = proto.FrameDecoder(
             proto.FROM_RECEIVER, proto.payload_limit(proto.DEFAULT_MAX_MESSAGE)
         )
-        self.frames: deque[tuple[int, bytes | bytearray]] = deque()
+        self.frames: deque[tuple[int, proto.Payload]] = deque()
         self.generation = _generation
 
     def close(self) -> None:
@@ -199,7 +199,7 @@ def _write(channel: _Channel, data: bytes | memoryview, deadline: float | None) 
 
 def _next_frame(
     channel: _Channel, deadline: float | None
-) -> Op[tuple[int, bytes | bytearray] | None]:
+) -> Op[tuple[int, proto.Payload] | None]:
     """The next frame from the receiver; None on timeout. Raises _PeerGone, ProtocolError."""
     frames = channel.frames
     decoder = channel.decoder
