@@ -70,6 +70,7 @@ _SERVER_HELLO = struct.Struct("!4sBxxxIQQ")
 _CLIENT_HELLO = struct.Struct("!4sBxxxQ")
 _MESSAGE_HEAD = struct.Struct("!BIQH")  # frame header + seq + group length
 _MESSAGE_FIXED = _MESSAGE_HEAD.size - HEADER.size
+_SEQ_GROUP = struct.Struct("!QH")
 _ACK = struct.Struct("!BIBQ")
 _ACK_BODY = struct.Struct("!BQ")
 _REPLY_HEAD = struct.Struct("!BIQ")
@@ -185,8 +186,7 @@ def parse_message(payload: Payload) -> tuple[int, bytes, bytes]:
     size = len(payload)
     if size < _MESSAGE_FIXED:
         raise ProtocolError(f"message payload of {size} bytes is shorter than its header")
-    seq = int.from_bytes(payload[0:8], "big")
-    group_len = (payload[8] << 8) | payload[9]
+    seq, group_len = _SEQ_GROUP.unpack_from(payload)
     data_at = _MESSAGE_FIXED + group_len
     if data_at > size:
         raise ProtocolError("group name runs past the end of the message")
@@ -305,9 +305,7 @@ class FrameDecoder:
         self._big = None
         return [frame]
 
-    def feed(
-        self, data: bytes | bytearray | memoryview
-    ) -> list[tuple[int, Payload]]:
+    def feed(self, data: bytes | bytearray | memoryview) -> list[tuple[int, Payload]]:
         """Add received bytes; return every frame they complete, in order.
 
         Raises :class:`ProtocolError` on an unknown kind or an oversized payload.
@@ -322,6 +320,11 @@ class FrameDecoder:
                 return frames
             data = data[take:]
         buf = self._buf
+        if not buf:
+            # The common case: nothing left over, so frames are cut straight from ``data``.
+            data = self._cut(data, frames)
+            if not data:
+                return frames
         buf += data
         pos = self._pos
         end = len(buf)
@@ -353,6 +356,33 @@ class FrameDecoder:
             pos = 0
         self._pos = pos
         return frames
+
+    def _cut(
+        self, data: bytes | bytearray | memoryview, frames: list[tuple[int, Payload]]
+    ) -> memoryview:
+        """Take the whole frames at the start of ``data``; return the unconsumed rest."""
+        view = memoryview(data)
+        end = len(view)
+        pos = 0
+        allowed = self._allowed
+        limit = self._limit
+        while end - pos >= 5:
+            kind, size = HEADER.unpack_from(view, pos)
+            if kind not in allowed:
+                raise ProtocolError(f"unexpected frame kind {kind:#04x}")
+            if size > limit:
+                raise ProtocolError(f"frame of {size} bytes exceeds the limit {limit}")
+            start = pos + 5
+            if end - start < size:
+                if size >= BIG_PAYLOAD:  # straight into the big buffer, skipping _buf
+                    big = self._big_buffer(size)
+                    big[: end - start] = view[start:end]
+                    self._big, self._big_kind, self._big_filled = big, kind, end - start
+                    return view[end:]
+                break
+            frames.append((kind, bytes(view[start : start + size])))
+            pos = start + size
+        return view[pos:]
 
     def buffered(self) -> int:
         """Bytes received but not yet returned as a frame (for end-of-stream checks)."""

@@ -55,7 +55,7 @@ _MAX_BACKOFF = 0.02
 _MAX_IDLE = 4
 #: Small messages are joined to their header (one send); big ones go out without a copy.
 _JOIN_BELOW = 64 * 1024
-_RECV_CHUNK = 256 * 1024
+_RECV_CHUNK = 64 * 1024
 #: Big sends keep this much in flight in the kernel (fewer context switches per MiB).
 _SNDBUF = 1024 * 1024
 
@@ -70,6 +70,7 @@ class _PeerGone(Exception):
 
 class _Channel:
     __slots__ = (
+        "big",
         "decoder",
         "fd",
         "frames",
@@ -93,6 +94,7 @@ class _Channel:
         )
         self.frames: deque[tuple[int, proto.Payload]] = deque()
         self.generation = _generation
+        self.big = False  # SO_SNDBUF raised for big messages
 
     def close(self) -> None:
         self.sock.close()
@@ -197,9 +199,7 @@ def _write(channel: _Channel, data: bytes | memoryview, deadline: float | None) 
             return False
 
 
-def _next_frame(
-    channel: _Channel, deadline: float | None
-) -> Op[tuple[int, proto.Payload] | None]:
+def _next_frame(channel: _Channel, deadline: float | None) -> Op[tuple[int, proto.Payload] | None]:
     """The next frame from the receiver; None on timeout. Raises _PeerGone, ProtocolError."""
     frames = channel.frames
     decoder = channel.decoder
@@ -381,11 +381,9 @@ def _exchange(
             while True:
                 seq = channel.seq + 1
                 settled = False
-                if (
-                    len(payload) >= _JOIN_BELOW
-                    and channel.sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) < _SNDBUF
-                ):
+                if len(payload) >= _JOIN_BELOW and not channel.big:
                     channel.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SNDBUF)
+                    channel.big = True
                 for part in _frame(channel, kind, seq, raw_group, payload):
                     if not (yield from _write(channel, part, deadline)):
                         raise NotReceiving(
