@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -57,7 +59,43 @@ def timeout_kills_tree() -> None:
         )
 
 
-CHAPTERS: list[Callable[[], None]] = [identity, shell_helpers, timeout_kills_tree]
+_CHILD = """
+import gproc
+for i in range(2):
+    gproc.send(gproc.ppid(), f"hello #{i} from child {gproc.pid()}", "demo")
+question = gproc.receive("ask", timeout=10)
+question.reply(question.text.upper())
+"""
+
+
+def messaging() -> None:
+    _title("Messaging by pid")
+    gproc.start_receiving()
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CHILD], env={**os.environ, gproc.PPID_ENV: str(gproc.pid())}
+        )
+        for _ in range(3)
+    ]
+    try:
+        for _ in range(2 * len(children)):
+            message = gproc.receive("demo", timeout=10)
+            print(f"parent got from pid {message.sender_pid}: {message.text!r}")
+        for child in children:
+            answer = gproc.request(child.pid, f"are you there, {child.pid}?", "ask")
+            print(f"request to {child.pid} -> reply {answer.decode()!r}")
+        try:
+            gproc.receive("demo", timeout=0.1)
+        except gproc.ReceiveTimeout as exc:
+            is_timeout = isinstance(exc, TimeoutError)
+            print(f"nothing more: {type(exc).__name__}, a TimeoutError: {is_timeout}")
+    finally:
+        for child in children:
+            child.wait(10)
+    print("every child sent, answered and exited")
+
+
+CHAPTERS: list[Callable[[], None]] = [identity, shell_helpers, timeout_kills_tree, messaging]
 
 
 def run(args: argparse.Namespace) -> int:
