@@ -27,6 +27,8 @@ def private_runtime_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pa
     finally:
         listener.stop()
         listener.queues.clear()
+        listener.queues.max_count = listener.DEFAULT_MAX_COUNT
+        listener.queues.max_bytes = listener.DEFAULT_MAX_BYTES
         sender.forget_idle()
         if old is None:
             del os.environ["GPROC_RUNTIME_DIR"]
