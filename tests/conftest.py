@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -122,3 +123,20 @@ def wait_gone(pid: int, timeout: float = 5.0) -> bool:
         return True
     _, alive = psutil.wait_procs([proc], timeout=timeout)
     return not alive or gone(pid)
+
+
+def wait_group_gone(pgid: int, timeout: float = 5.0) -> bool:
+    """Wait until no live process is left in process group ``pgid``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        members = []
+        for proc in psutil.process_iter():
+            try:
+                if os.getpgid(proc.pid) == pgid and not gone(proc.pid):
+                    members.append(proc)
+            except (OSError, psutil.Error):
+                continue
+        if not members:
+            return True
+        psutil.wait_procs(members, timeout=0.1)
+    return False

@@ -6,17 +6,17 @@ import asyncio
 import io
 import os
 import pickle
+import signal
 import subprocess
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 import gproc
 from gproc import aio
 
-from .conftest import gone, our_zombies, wait_gone
+from .conftest import gone, our_zombies, wait_gone, wait_group_gone
 
 
 def test_shell_exec_interleaves_stdout_and_stderr_in_write_order() -> None:
@@ -168,12 +168,13 @@ def test_timeout_reaches_descendants_that_left_the_process_group() -> None:
 
 def test_background_job_does_not_hold_up_a_finished_command() -> None:
     started = time.monotonic()
-    out = gproc.shell_exec("(sleep 5; echo late) & echo $!; echo early")
+    out = gproc.shell_exec("(sleep 5; echo late) & echo $$; echo early")
     assert time.monotonic() - started < 3
-    background, *_ = _pids(out)
     assert out.endswith("early\n")
-    psutil.Process(background).kill()  # a background job outlives its shell, by design
-    assert wait_gone(background)
+    # A background job outlives its shell, by design; it is still in the shell's process group.
+    [group, *_] = _pids(out)
+    os.killpg(group, signal.SIGKILL)
+    assert wait_group_gone(group)
 
 
 def test_shell_timeout_is_raised_even_with_check_false() -> None:

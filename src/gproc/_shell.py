@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,7 +26,6 @@ from ._streams import (
     OutputPump,
     TailBuffer,
     real_fileno,
-    widen_pipe,
 )
 
 __all__ = ["DEFAULT_GRACE", "shell", "shell_exec", "shell_run"]
@@ -64,7 +64,6 @@ class _Plumbing:
                 f"not {type(sink).__name__}"
             )
         r, w = os.pipe()
-        widen_pipe(r)
         self.child_ends.append(w)
         self.outputs.append(OutputPump(r, sink, None if isinstance(sink, Capture) else self.tail))
         self.popen_args[name] = w
@@ -93,9 +92,10 @@ class _Plumbing:
         self.popen_args["stdin"] = r
 
     def close_child_ends(self) -> None:
-        for fd in self.child_ends:
-            os.close(fd)
-        self.child_ends.clear()
+        # Pop before closing: an interruption between the two may leak a descriptor, but can
+        # never close a number that was meanwhile reused by someone else.
+        while self.child_ends:
+            os.close(self.child_ends.pop())
 
     def close(self) -> None:
         self.close_child_ends()
@@ -148,53 +148,48 @@ def _run_command(
     started = time.monotonic()
     deadline = None if timeout is None else started + timeout
     new_session = not _stdin_is_terminal(plumbing)
+    policy = StopPolicy(grace=grace, scope="tree")
+    # Ctrl+C can land between any two bytecodes. `started_child` receives the Popen before its
+    # constructor even forks, so whatever the moment, the except clauses below can find the child.
+    started_child: list[subprocess.Popen[bytes]] = []
+    child: ChildHandle | None = None
+    timed_out = False
     try:
         try:
-            popen = spawn(
+            spawn(
                 shell_argv(cmd),
                 env=child_env(env),
                 cwd=cwd,
                 new_session=new_session,
+                holder=started_child,
                 **plumbing.popen_args,
             )
         except OSError as exc:
             raise SpawnError(f"cannot run {cmd!r}: {exc}", cmd=cmd, cause=exc) from exc
         finally:
             plumbing.close_child_ends()
+        popen = started_child[0]
         child = ChildHandle(popen, own_group=new_session)
-        policy = StopPolicy(grace=grace, scope="tree")
-        timed_out = False
-        try:
-            exit_fd = child.exit_fd()
-            while not child.exited():
-                reads = [p.fd for p in plumbing.outputs if p.fd is not None]
-                if exit_fd is not None:
-                    reads.append(exit_fd)
-                pump = plumbing.stdin_pump
-                writes = [pump.fd] if pump is not None and pump.fd is not None else []
-                ready = yield Wait(readable=reads, writable=writes, deadline=deadline)
-                for out in plumbing.outputs:
-                    if out.fd in ready:
-                        out.on_readable()
-                if pump is not None and pump.fd in ready:
-                    pump.on_writable()
-                if deadline is not None and not ready and time.monotonic() >= deadline:
-                    timed_out = True
-                    break
-        except GeneratorExit:
-            # Abandoned by its driver (garbage collection): no more waiting is possible here.
-            signal_target(child, signal.SIGKILL, "group")
-            child.exited()
-            raise
-        except BaseException:
-            # Ctrl+C, cancellation, or a sink that raised: nothing may be left running.
-            yield from stop_op([child], policy)
-            raise
+        exit_fd = child.exit_fd()
+        while not child.exited():
+            reads = [p.fd for p in plumbing.outputs if p.fd is not None]
+            if exit_fd is not None:
+                reads.append(exit_fd)
+            pump = plumbing.stdin_pump
+            writes = [pump.fd] if pump is not None and pump.fd is not None else []
+            ready = yield Wait(readable=reads, writable=writes, deadline=deadline)
+            for out in plumbing.outputs:
+                if out.fd in ready:
+                    out.on_readable()
+            if pump is not None and pump.fd in ready:
+                pump.on_writable()
+            if deadline is not None and not ready and time.monotonic() >= deadline:
+                timed_out = True
+                break
         if timed_out:
             yield from stop_op([child], policy)
         for out in plumbing.outputs:
             out.drain()
-        child.close()
         return _Outcome(
             returncode=popen.returncode,
             pid=popen.pid,
@@ -202,7 +197,22 @@ def _run_command(
             timed_out=timed_out,
             tail=plumbing.tail.text(),
         )
+    except GeneratorExit:
+        # Abandoned by its driver (garbage collection): no more waiting is possible here.
+        if child is not None:
+            signal_target(child, signal.SIGKILL, "group")
+            child.exited()
+        raise
+    except BaseException:
+        # Ctrl+C, cancellation, or a sink that raised: nothing may be left running.
+        if child is None and started_child and getattr(started_child[0], "pid", None):
+            child = ChildHandle(started_child[0], own_group=new_session)
+        if child is not None:
+            yield from stop_op([child], policy)
+        raise
     finally:
+        if child is not None:
+            child.close()
         plumbing.close()
 
 

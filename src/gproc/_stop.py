@@ -152,19 +152,38 @@ def signal_target(
 
 def stop_op(targets: Sequence[StopTarget], policy: StopPolicy) -> Op[None]:
     """Stop every target by ``policy`` (all in parallel) and reap them."""
-    pending = [t for t in targets if not t.exited()]
-    tree = descendants(t.pid for t in pending) if policy.scope == "tree" and pending else {}
-    for target in pending:
-        signal_target(target, policy.signal, policy.scope, tree.get(target.pid, ()))
-
     interruption: BaseException | None = None
-    deadline = time.monotonic() + policy.grace
+    tree: dict[int, list[psutil.Process]] = {}
     try:
+        pending = [t for t in targets if not t.exited()]
+        if policy.scope == "tree" and pending:
+            tree = descendants(t.pid for t in pending)
+        for target in pending:
+            signal_target(target, policy.signal, policy.scope, tree.get(target.pid, ()))
+        deadline = time.monotonic() + policy.grace
         yield from _wait_gone(pending, tree, deadline)
     except BaseException as exc:  # Ctrl+C or cancellation: skip the rest of the grace period
         interruption = exc
 
-    # Escalate. Also SIGKILL the groups of targets that exited, since members may linger.
+    # Escalate. A further interruption while doing so must not leave the job half done.
+    for _ in range(3):
+        try:
+            _escalate(targets, policy, tree)
+            break
+        except BaseException as exc:
+            interruption = interruption or exc
+    try:
+        yield from _wait_gone(targets, {}, time.monotonic() + KILL_WAIT)
+    except BaseException as exc:
+        interruption = interruption or exc
+    if interruption is not None:
+        raise interruption
+
+
+def _escalate(
+    targets: Sequence[StopTarget], policy: StopPolicy, tree: dict[int, list[psutil.Process]]
+) -> None:
+    """SIGKILL what is left; also the groups of targets that exited, where members may linger."""
     for target in targets:
         if target.pgid is not None and policy.scope != "process":
             _signal_group(target.pgid, _signal.SIGKILL)
@@ -174,12 +193,6 @@ def stop_op(targets: Sequence[StopTarget], policy: StopPolicy) -> Op[None]:
             for proc in tree.get(target.pid, ()):
                 if _alive(proc):
                     _signal_proc(proc, _signal.SIGKILL)
-    try:
-        yield from _wait_gone(targets, {}, time.monotonic() + KILL_WAIT)
-    except BaseException as exc:
-        interruption = interruption or exc
-    if interruption is not None:
-        raise interruption
 
 
 def _wait_gone(

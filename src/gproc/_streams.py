@@ -41,6 +41,7 @@ TAIL_BYTES = 8192
 DRAIN_LIMIT = 4 << 20
 
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+_DEFAULT_PIPE_SIZE = 65536
 
 
 def real_fileno(stream: Any) -> int | None:
@@ -127,10 +128,11 @@ class Capture:
 class OutputPump:
     """Reads a child's output pipe and writes it to a sink (text or binary)."""
 
-    __slots__ = ("_decoder", "_flush", "_tail", "_write", "fd")
+    __slots__ = ("_decoder", "_flush", "_tail", "_widened", "_write", "fd")
 
     def __init__(self, fd: int, sink: Any, tail: TailBuffer | None) -> None:
         self.fd: int | None = fd
+        self._widened = False
         _nonblocking(fd)
         self._tail = tail
         write: Callable[[Any], Any] = sink.write
@@ -154,6 +156,11 @@ class OutputPump:
         if not chunk:
             self._finish()
             return
+        if not self._widened and len(chunk) >= _DEFAULT_PIPE_SIZE:
+            # A full pipe: this child is chatty. Widen the pipe so it needs fewer wake-ups; quiet
+            # children never pay for the larger buffer.
+            self._widened = True
+            widen_pipe(self.fd)
         self._deliver(chunk)
 
     def drain(self) -> None:
@@ -193,9 +200,9 @@ class OutputPump:
         self.close()
 
     def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+        fd, self.fd = self.fd, None  # forget first: never close a number twice
+        if fd is not None:
+            os.close(fd)
 
 
 class InputPump:
@@ -241,6 +248,6 @@ class InputPump:
             self.close()
 
     def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+        fd, self.fd = self.fd, None  # forget first: never close a number twice
+        if fd is not None:
+            os.close(fd)
