@@ -396,9 +396,7 @@ def gproc_concurrent_rate(count: int, tasks: int) -> float:
 # --------------------------------------------------------------------------- report
 
 
-def line(  # noqa: PLR0917
-    name: str, ours: str, theirs: str, ratio: float, target: str, ok: bool | None
-) -> None:
+def line(name: str, ours: str, theirs: str, ratio: float, target: str, ok: bool | None) -> None:
     verdict = "" if ok is None else ("  ok" if ok else "  MISSED")
     print(f"{name:44} {ours:>14} {theirs:>14}  ratio {ratio:6.2f}  target {target}{verdict}")
 
