@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import gproc
-from gproc._messaging import listener, protocol
+from gproc._messaging import listener, protocol, sender
 
 from .conftest import python_program
 from .messaging_helpers import child, private_runtime_dir, receiver, sleeper
@@ -484,3 +484,28 @@ def test_fork_child_gets_its_own_connections_and_listener() -> None:
         assert proc.stdout is not None
         lines = [proc.stdout.readline() for _ in range(3)]
         assert lines == ["from parent 1\n", "from child\n", "from parent 2\n"]
+
+
+def test_no_descriptor_leaks_across_listen_send_request_and_stop() -> None:
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    def cycle() -> None:
+        gproc.start_receiving()
+        me = os.getpid()
+        gproc.send(me, b"x")
+        gproc.send_many(me, [b"y"] * 10)
+        asker = threading.Thread(target=lambda: gproc.request(me, b"?", timeout=5))
+        asker.start()
+        for _ in range(11):
+            gproc.receive(timeout=5)
+        gproc.receive(timeout=5).reply(b"!")
+        asker.join(10)
+        listener.stop()
+        sender.forget_idle()
+
+    cycle()  # warm up lazily created objects (selectors, the asyncio-free pool)
+    before = open_fds()
+    for _ in range(5):
+        cycle()
+    assert open_fds() == before
