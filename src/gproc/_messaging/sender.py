@@ -31,6 +31,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable
+from typing import cast
 
 from .._drive import Op, Wait, sleep
 from .._errors import (
@@ -178,11 +179,14 @@ def _pause(delay: float, deadline: float | None) -> Op[None]:
 # --------------------------------------------------------------------------- wire steps
 
 
-def _write(channel: _Channel, data: bytes | memoryview, deadline: float | None) -> Op[bool]:
-    """Write all of ``data``; False on timeout. Raises _PeerGone."""
+def _write(
+    channel: _Channel, data: bytes | memoryview, deadline: float | None, *, started: int = 0
+) -> Op[bool]:
+    """Write all of ``data``; False on timeout. Raises _PeerGone (``started``: bytes of this
+    frame already written before ``data``)."""
     sock = channel.sock
     view: bytes | memoryview = data
-    written = 0
+    written = started
     while True:
         try:
             sent = sock.send(view, socket.MSG_NOSIGNAL)
@@ -384,8 +388,18 @@ def _exchange(
                 if len(payload) >= _JOIN_BELOW and not channel.big:
                     channel.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SNDBUF)
                     channel.big = True
-                for part in _frame(channel, kind, seq, raw_group, payload):
-                    if not (yield from _write(channel, part, deadline)):
+                for index, part in enumerate(_frame(channel, kind, seq, raw_group, payload)):
+                    # First try: usually the whole frame fits and no wait is needed.
+                    try:
+                        sent = channel.sock.send(part, socket.MSG_NOSIGNAL)
+                    except BlockingIOError:
+                        sent = 0
+                    except (BrokenPipeError, ConnectionResetError):
+                        raise _PeerGone(unsent=index == 0) from None
+                    if sent == len(part):
+                        continue
+                    rest = memoryview(part)[sent:]
+                    if not (yield from _write(channel, rest, deadline, started=index or sent)):
                         raise NotReceiving(
                             f"pid {target} did not read the message within {timeout}s",
                             pid=target,
@@ -452,7 +466,8 @@ def _exchange(
 
 def send(pid: int, data: bytes | str, group: str = "", *, timeout: float | None = 5.0) -> Op[None]:
     """Send ``data`` to process ``pid``; returns once the receiver has queued it."""
-    yield from _exchange(pid, data, group, timeout, want_reply=False)
+    # Returned, not delegated with ``yield from``: one generator less on the hot path.
+    return cast("Op[None]", _exchange(pid, data, group, timeout, want_reply=False))
 
 
 def request(
