@@ -55,12 +55,18 @@ def _recv_exact(sock: socket.socket, size: int, buf: bytearray) -> memoryview:
     return view
 
 
-def serve_raw_ack(path: str) -> None:
+def _accept_one(path: str) -> socket.socket:
     server = socket.socket(socket.AF_UNIX)
     server.bind(path)
     server.listen()
     print("ready", flush=True)
     conn, _ = server.accept()
+    server.close()
+    return conn
+
+
+def serve_raw_ack(path: str) -> None:
+    conn = _accept_one(path)
     head = bytearray(4)
     body = bytearray(BIG + 16)
     try:
@@ -74,11 +80,7 @@ def serve_raw_ack(path: str) -> None:
 
 
 def serve_raw_stream(path: str) -> None:
-    server = socket.socket(socket.AF_UNIX)
-    server.bind(path)
-    server.listen()
-    print("ready", flush=True)
-    conn, _ = server.accept()
+    conn = _accept_one(path)
     while True:
         buf = bytearray()
         head = conn.recv(4)

@@ -32,7 +32,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("pid", type=int)
     p.add_argument("data")
-    p.add_argument("-g", "--group", default="", help="the group (default: the default group)")
+    _group_option(p)
     p.add_argument("--timeout", type=float, default=5.0, help="give up after S seconds")
     p.set_defaults(handler=_send)
 
@@ -42,7 +42,7 @@ def register(subparsers: Any) -> None:
         description="Start receiving (the pid is printed on stderr), then print each message of "
         "GROUP: its data and a newline, or one JSON object per line with --json.",
     )
-    p.add_argument("-g", "--group", default="", help="the group (default: the default group)")
+    _group_option(p)
     p.add_argument("-n", "--count", type=int, help="stop after COUNT messages")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--timeout", type=float, help="exit 124 when no message comes for S seconds")
@@ -56,6 +56,10 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(handler=_ps)
+
+
+def _group_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-g", "--group", default="", help="the group (default: the default group)")
 
 
 def _send(args: argparse.Namespace) -> int:

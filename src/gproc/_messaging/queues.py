@@ -19,6 +19,7 @@ import time
 from _thread import allocate_lock as _allocate_lock
 from collections import deque
 from collections.abc import Iterable
+from typing import Any
 
 from .._errors import ReceiveTimeout
 from .message import Message
@@ -139,7 +140,7 @@ class GroupQueues:
                 else:
                     woken = waiter.acquire(True, max(0.0, deadline - time.monotonic()))
             except BaseException:  # KeyboardInterrupt: leave without losing a wake-up
-                self._leave_sync(group, waiter)
+                self._leave(group, group.sync_waiters, waiter)
                 raise
             if not woken:
                 with lock:
@@ -151,14 +152,6 @@ class GroupQueues:
                     if message is not None:
                         return message
                 raise _timeout(name, timeout)
-
-    def _leave_sync(self, group: _Group, waiter: threading.Lock) -> None:
-        with self._lock:
-            try:
-                group.sync_waiters.remove(waiter)
-            except ValueError:  # it was woken already: pass the wake-up to the next waiter
-                if group.items:
-                    self._wake_one(group)
 
     async def get_async(self, name: str, timeout: float | None) -> Message:
         loop = asyncio.get_running_loop()
@@ -176,7 +169,7 @@ class GroupQueues:
             try:
                 await future
             except BaseException:  # cancelled: leave, but never swallow a wake-up meant for us
-                self._leave(group, waiter)
+                self._leave(group, group.async_waiters, waiter)
                 raise
             finally:
                 if timer is not None:
@@ -197,12 +190,11 @@ class GroupQueues:
         except ValueError:
             pass
 
-    def _leave(
-        self, group: _Group, waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]
-    ) -> None:
+    def _leave(self, group: _Group, waiters: deque[Any], waiter: object) -> None:
+        """A waiter gives up (timeout, Ctrl+C, cancellation) without swallowing a wake-up."""
         with self._lock:
             try:
-                group.async_waiters.remove(waiter)
+                waiters.remove(waiter)
             except ValueError:  # it was woken already: pass the wake-up to the next waiter
                 if group.items:
                     self._wake_one(group)

@@ -18,7 +18,7 @@ import os
 import stat
 import tempfile
 
-from .._errors import UnsafeRuntimeDir
+from .._errors import MessagingError, UnsafeRuntimeDir
 
 __all__ = [
     "RUNTIME_DIR_ENV",
@@ -74,8 +74,19 @@ def runtime_dir(*, create: bool) -> str | None:
     return path
 
 
+#: sun_path holds 108 bytes on Linux, including the final NUL (plus room for the temporary name).
+_MAX_SOCKET_PATH = 107 - 16
+
+
 def socket_path(directory: str, pid: int) -> str:
-    return os.path.join(directory, f"{pid}{SUFFIX}")
+    path = os.path.join(directory, f"{pid}{SUFFIX}")
+    if len(os.fsencode(path)) > _MAX_SOCKET_PATH:
+        raise MessagingError(
+            f"gproc runtime directory {directory} is too long a path for a Unix socket; "
+            f"set {RUNTIME_DIR_ENV} to a shorter one",
+            pid=pid,
+        )
+    return path
 
 
 def pid_of(name: str) -> int | None:
