@@ -509,3 +509,29 @@ def test_no_descriptor_leaks_across_listen_send_request_and_stop() -> None:
     for _ in range(5):
         cycle()
     assert open_fds() == before
+
+
+def test_sending_to_many_runs_concurrently_and_reports_each_failure() -> None:
+    from gproc._drive import run_sync
+    from gproc._messaging.broadcast import send_each
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    quiet = sleeper()
+    try:
+        with receiver() as first, receiver() as second:
+            started = time.monotonic()
+            failures = run_sync(
+                send_each([first.pid, quiet.pid, second.pid, dead.pid], "all", "", 0.5)
+            )
+            assert time.monotonic() - started < 2  # one timeout, not one per target
+            assert set(failures) == {quiet.pid, dead.pid}
+            assert isinstance(failures[quiet.pid], gproc.NotReceiving)
+            assert isinstance(failures[dead.pid], gproc.ProcessNotFound)
+            assert failures[quiet.pid].pid == quiet.pid
+            for proc in (first, second):
+                assert proc.stdout is not None
+                assert proc.stdout.readline() == "all\n"
+    finally:
+        quiet.kill()
+        quiet.wait()
