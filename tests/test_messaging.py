@@ -528,7 +528,7 @@ def test_sending_to_many_runs_concurrently_and_reports_each_failure() -> None:
             assert set(failures) == {quiet.pid, dead.pid}
             assert isinstance(failures[quiet.pid], gproc.NotReceiving)
             assert isinstance(failures[dead.pid], gproc.ProcessNotFound)
-            assert failures[quiet.pid].pid == quiet.pid
+            assert getattr(failures[quiet.pid], "pid", None) == quiet.pid
             for proc in (first, second):
                 assert proc.stdout is not None
                 assert proc.stdout.readline() == "all\n"
