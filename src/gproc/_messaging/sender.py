@@ -53,7 +53,7 @@ __all__ = ["request", "send", "send_many", "status"]
 _FIRST_BACKOFF = 0.001
 _MAX_BACKOFF = 0.02
 #: Idle channels kept per target pid.
-_MAX_IDLE = 4
+_MAX_IDLE = 32
 #: Small messages are joined to their header (one send); big ones go out without a copy.
 _JOIN_BELOW = 64 * 1024
 _RECV_CHUNK = 64 * 1024
