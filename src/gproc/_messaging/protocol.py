@@ -320,6 +320,12 @@ class FrameDecoder:
                 return frames
             data = data[take:]
         buf = self._buf
+        if not buf and type(data) is bytes and len(data) >= 5:
+            # The commonest case of all: exactly one small frame (an ack, a reply, a message).
+            kind, size = HEADER.unpack_from(data)
+            if len(data) == 5 + size and kind in self._allowed and size <= self._limit:
+                frames.append((kind, data[5:]))
+                return frames
         if not buf:
             # The common case: nothing left over, so frames are cut straight from ``data``.
             data = self._cut(data, frames)
