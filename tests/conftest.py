@@ -63,6 +63,7 @@ def no_leftover_processes() -> Iterator[str]:
     finally:
         del os.environ[MARK_ENV]
     leftovers = marked_processes(mark)
+    described = ", ".join(f"{p.pid} {_describe(p)}" for p in leftovers)
     for proc in leftovers:
         try:
             proc.send_signal(signal.SIGKILL)
@@ -77,12 +78,18 @@ def no_leftover_processes() -> Iterator[str]:
             pass
     problems = []
     if leftovers:
-        names = ", ".join(f"{p.pid}" for p in leftovers)
-        problems.append(f"the test left processes running: {names}")
+        problems.append(f"the test left processes running: {described}")
     if zombies:
         problems.append(f"the test left zombie children: {zombies}")
     if problems:
         pytest.fail("; ".join(problems))
+
+
+def _describe(proc: psutil.Process) -> str:
+    try:
+        return f"{proc.cmdline()} ppid={proc.ppid()} pgid={os.getpgid(proc.pid)}"
+    except (psutil.Error, OSError):
+        return "(gone)"
 
 
 def python_program(name: str, *args: str) -> list[str]:

@@ -40,9 +40,11 @@ from ._identity import (
     start_time,
     uptime,
 )
+from ._manager import Manager
 from ._messaging import sender as _sender
 from ._messaging.message import Message
 from ._messaging.receiving import messages, receive, start_receiving
+from ._process import Process
 from ._stop import StopPolicy
 from ._streams import DEVNULL, PIPE, STDOUT
 
@@ -63,11 +65,13 @@ __all__ = [
     "ConfigError",
     "ConnectionLost",
     "GprocError",
+    "Manager",
     "ManyErrors",
     "Message",
     "MessageTooLarge",
     "MessagingError",
     "NotReceiving",
+    "Process",
     "ProcessError",
     "ProcessNotFound",
     "ProcessNotStarted",

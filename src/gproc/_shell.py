@@ -11,22 +11,14 @@ import signal
 import subprocess
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ._drive import Op, Wait
 from ._errors import ShellError, ShellTimeout, SpawnError
 from ._spawn import ChildHandle, child_env, shell_argv, spawn
 from ._stop import StopPolicy, signal_target, stop_op
-from ._streams import (
-    DEVNULL,
-    STDOUT,
-    Capture,
-    InputPump,
-    OutputPump,
-    TailBuffer,
-    real_fileno,
-)
+from ._streams import DEVNULL, STDOUT, Capture, Plumbing
 
 __all__ = ["DEFAULT_GRACE", "shell", "shell_exec", "shell_run"]
 
@@ -35,74 +27,6 @@ DEFAULT_GRACE = 2.0
 
 Env = Mapping[str, "str | None"]
 PathLike = "str | os.PathLike[str]"
-
-
-@dataclass
-class _Plumbing:
-    """How the child's three streams are connected, and the pumps that serve the pipes."""
-
-    popen_args: dict[str, Any] = field(default_factory=dict)
-    child_ends: list[int] = field(default_factory=list)
-    outputs: list[OutputPump] = field(default_factory=list)
-    stdin_pump: InputPump | None = None
-    tail: TailBuffer = field(default_factory=TailBuffer)
-
-    def add_output(self, name: str, sink: Any) -> None:
-        if sink is None or isinstance(sink, int):
-            self.popen_args[name] = sink
-            return
-        fd = real_fileno(sink)
-        if fd is not None:
-            flush = getattr(sink, "flush", None)
-            if callable(flush):
-                flush()  # what the caller wrote before must come before the child's output
-            self.popen_args[name] = fd
-            return
-        if not callable(getattr(sink, "write", None)):
-            raise TypeError(
-                f"{name}= takes a file, an object with write(), an fd or None, "
-                f"not {type(sink).__name__}"
-            )
-        r, w = os.pipe()
-        self.child_ends.append(w)
-        self.outputs.append(OutputPump(r, sink, None if isinstance(sink, Capture) else self.tail))
-        self.popen_args[name] = w
-
-    def add_input(self, source: Any) -> None:
-        if source is None or isinstance(source, int):
-            self.popen_args["stdin"] = source
-            return
-        if isinstance(source, (str, bytes, bytearray, memoryview)):
-            if len(source) == 0:
-                self.popen_args["stdin"] = DEVNULL
-                return
-        else:
-            fd = real_fileno(source)
-            if fd is not None:
-                self.popen_args["stdin"] = fd
-                return
-            if not callable(getattr(source, "read", None)):
-                raise TypeError(
-                    "stdin= takes str, bytes, a file, an object with read(), an fd or None, "
-                    f"not {type(source).__name__}"
-                )
-        r, w = os.pipe()
-        self.child_ends.append(r)
-        self.stdin_pump = InputPump(w, source)
-        self.popen_args["stdin"] = r
-
-    def close_child_ends(self) -> None:
-        # Pop before closing: an interruption between the two may leak a descriptor, but can
-        # never close a number that was meanwhile reused by someone else.
-        while self.child_ends:
-            os.close(self.child_ends.pop())
-
-    def close(self) -> None:
-        self.close_child_ends()
-        for pump in self.outputs:
-            pump.close()
-        if self.stdin_pump is not None:
-            self.stdin_pump.close()
 
 
 @dataclass
@@ -125,7 +49,7 @@ def _check_common(cmd: object, timeout: float | None, grace: float) -> None:
         raise ValueError(f"grace must be a number of seconds >= 0, not {grace!r}")
 
 
-def _stdin_is_terminal(plumbing: _Plumbing) -> bool:
+def _stdin_is_terminal(plumbing: Plumbing) -> bool:
     # Only an inherited terminal matters: a command reading our terminal must stay in our
     # foreground process group, or the kernel stops it with SIGTTIN (see docs/gotchas.md).
     if plumbing.popen_args.get("stdin", None) is not None:
@@ -138,7 +62,7 @@ def _stdin_is_terminal(plumbing: _Plumbing) -> bool:
 
 def _run_command(
     cmd: str,
-    plumbing: _Plumbing,
+    plumbing: Plumbing,
     *,
     env: Env | None,
     cwd: str | os.PathLike[str] | None,
@@ -250,17 +174,7 @@ def shell(
     through one pipe, in the order they were written.
     """
     _check_common(cmd, timeout, grace)
-    plumbing = _Plumbing()
-    try:
-        plumbing.add_input(stdin)
-        plumbing.add_output("stdout", stdout)
-        if stderr is not None and stderr is stdout and stdout is not None:
-            plumbing.popen_args["stderr"] = STDOUT
-        else:
-            plumbing.add_output("stderr", stderr)
-    except BaseException:
-        plumbing.close()
-        raise
+    plumbing = Plumbing.connect(stdin, stdout, stderr)
     outcome = yield from _run_command(cmd, plumbing, env=env, cwd=cwd, timeout=timeout, grace=grace)
     if (outcome.timed_out or outcome.returncode != 0) and (check or outcome.timed_out):
         _raise_for(cmd, outcome, outcome.tail, timeout)
@@ -287,7 +201,7 @@ def shell_exec(
     if input is not None and not isinstance(input, (str, bytes, bytearray, memoryview)):
         raise TypeError(f"input= takes str or bytes, not {type(input).__name__}")
     capture = Capture()
-    plumbing = _Plumbing()
+    plumbing = Plumbing()
     try:
         plumbing.add_input(DEVNULL if input is None else input)
         plumbing.add_output("stdout", capture)

@@ -14,6 +14,7 @@ import io
 import os
 import subprocess
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "Capture",
     "InputPump",
     "OutputPump",
+    "Plumbing",
     "TailBuffer",
     "real_fileno",
     "wants_text",
@@ -251,3 +253,96 @@ class InputPump:
         fd, self.fd = self.fd, None  # forget first: never close a number twice
         if fd is not None:
             os.close(fd)
+
+
+@dataclass
+class Plumbing:
+    """How the child's three streams are connected, and the pumps that serve the pipes."""
+
+    popen_args: dict[str, Any] = field(default_factory=dict)
+    child_ends: list[int] = field(default_factory=list)
+    outputs: list[OutputPump] = field(default_factory=list)
+    stdin_pump: InputPump | None = None
+    tail: TailBuffer = field(default_factory=TailBuffer)
+
+    def add_output(self, name: str, sink: Any) -> None:
+        if sink is None or isinstance(sink, int):
+            self.popen_args[name] = sink
+            return
+        fd = real_fileno(sink)
+        if fd is not None:
+            flush = getattr(sink, "flush", None)
+            if callable(flush):
+                flush()  # what the caller wrote before must come before the child's output
+            self.popen_args[name] = fd
+            return
+        if not callable(getattr(sink, "write", None)):
+            raise TypeError(
+                f"{name}= takes a file, an object with write(), an fd or None, "
+                f"not {type(sink).__name__}"
+            )
+        r, w = os.pipe()
+        self.child_ends.append(w)
+        self.outputs.append(OutputPump(r, sink, None if isinstance(sink, Capture) else self.tail))
+        self.popen_args[name] = w
+
+    def add_input(self, source: Any) -> None:
+        if source is None or isinstance(source, int):
+            self.popen_args["stdin"] = source
+            return
+        if isinstance(source, (str, bytes, bytearray, memoryview)):
+            if len(source) == 0:
+                self.popen_args["stdin"] = DEVNULL
+                return
+        else:
+            fd = real_fileno(source)
+            if fd is not None:
+                self.popen_args["stdin"] = fd
+                return
+            if not callable(getattr(source, "read", None)):
+                raise TypeError(
+                    "stdin= takes str, bytes, a file, an object with read(), an fd or None, "
+                    f"not {type(source).__name__}"
+                )
+        r, w = os.pipe()
+        self.child_ends.append(r)
+        self.stdin_pump = InputPump(w, source)
+        self.popen_args["stdin"] = r
+
+    def close_child_ends(self) -> None:
+        # Pop before closing: an interruption between the two may leak a descriptor, but can
+        # never close a number that was meanwhile reused by someone else.
+        while self.child_ends:
+            os.close(self.child_ends.pop())
+
+    @classmethod
+    def connect(cls, stdin: Any, stdout: Any, stderr: Any) -> Plumbing:
+        """Plumbing for the three streams; the same object as stdout and stderr shares one pipe."""
+        plumbing = cls()
+        try:
+            plumbing.add_input(stdin)
+            plumbing.add_output("stdout", stdout)
+            if stderr is not None and stderr is stdout and not isinstance(stdout, int):
+                plumbing.popen_args["stderr"] = STDOUT
+            else:
+                plumbing.add_output("stderr", stderr)
+        except BaseException:
+            plumbing.close()
+            raise
+        return plumbing
+
+    def has_pumps(self) -> bool:
+        return bool(self.outputs) or self.stdin_pump is not None
+
+    def drain_and_close(self) -> None:
+        """The child has exited: deliver what its pipes still hold (bounded), then close."""
+        for pump in self.outputs:
+            pump.drain()
+        self.close()
+
+    def close(self) -> None:
+        self.close_child_ends()
+        for pump in self.outputs:
+            pump.close()
+        if self.stdin_pump is not None:
+            self.stdin_pump.close()

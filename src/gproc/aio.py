@@ -21,11 +21,13 @@ from ._identity import (
     start_time,
     uptime,
 )
+from ._manager import AsyncManager as Manager
 from ._messaging import sender as _sender
 from ._messaging.message import Message
 from ._messaging.receiving import messages_async as messages
 from ._messaging.receiving import receive_async as receive
 from ._messaging.receiving import start_receiving
+from ._process import AsyncProcess as Process
 
 shell = async_face(_shell.shell)
 shell_exec = async_face(_shell.shell_exec)
@@ -35,6 +37,8 @@ send_many = async_face(_sender.send_many)
 request = async_face(_sender.request)
 
 __all__ = [
+    "Manager",
+    "Process",
     "Message",
     "is_child",
     "messages",

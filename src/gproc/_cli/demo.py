@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -59,43 +57,79 @@ def timeout_kills_tree() -> None:
         )
 
 
+def processes_and_manager() -> None:
+    _title("Processes and the Manager")
+    said = io.StringIO()
+    code = gproc.Process(
+        "sh", ["-c", "echo child $$ got GPROC_PPID=$GPROC_PPID"], stdout=said
+    ).run()
+    print(f"Process(...).run() -> {code}; the child said: {said.getvalue().strip()!r}")
+    worker = (
+        "trap 'echo worker $GPROC_DEMO_N stopping cleanly; exit 0' TERM; "
+        "echo worker $GPROC_DEMO_N ready; while :; do sleep 1 & wait $!; done"
+    )
+    with gproc.Manager(grace=2) as manager:
+        workers = [
+            manager.new_command(worker, {"GPROC_DEMO_N": str(n)}, stdout=gproc.PIPE)
+            for n in range(3)
+        ]
+        for proc in workers:
+            proc.start()
+        for proc in workers:  # readiness handshake: each worker says so on its pipe
+            assert proc.stdout is not None
+            print(f"  [{proc.pid}] {proc.stdout.readline().decode().strip()}")
+        print(f"running: {len(manager.running())} of {len(manager)}, pids {manager.pids()}")
+        started = time.monotonic()
+        codes = manager.terminate_all()
+        took = time.monotonic() - started
+        print(f"terminate_all() -> {codes} in {took:.3f}s (SIGTERM to all at once)")
+        for proc in workers:
+            assert proc.stdout is not None
+            print(f"  [{proc.pid}] {proc.stdout.read().decode().strip()}")
+            proc.stdout.close()
+        print(f"still listed with exit codes: {len(manager)}; running: {manager.running()}")
+
+
 _CHILD = """
 import gproc
 for i in range(2):
     gproc.send(gproc.ppid(), f"hello #{i} from child {gproc.pid()}", "demo")
 question = gproc.receive("ask", timeout=10)
 question.reply(question.text.upper())
+gproc.receive("ctl", timeout=10)  # the parent's broadcast: time to go
 """
 
 
 def messaging() -> None:
-    _title("Messaging by pid")
+    _title("Messaging by pid (GoFrame's example)")
     gproc.start_receiving()
-    children = [
-        subprocess.Popen(
-            [sys.executable, "-c", _CHILD], env={**os.environ, gproc.PPID_ENV: str(gproc.pid())}
-        )
-        for _ in range(3)
-    ]
-    try:
+    with gproc.Manager(grace=2) as manager:
+        children = [manager.new_process(sys.executable, ["-c", _CHILD]) for _ in range(3)]
+        for child in children:
+            child.start()  # each child sends to ppid() at once, receiving or not
         for _ in range(2 * len(children)):
             message = gproc.receive("demo", timeout=10)
             print(f"parent got from pid {message.sender_pid}: {message.text!r}")
         for child in children:
-            answer = gproc.request(child.pid, f"are you there, {child.pid}?", "ask")
+            answer = gproc.request(child.pid or 0, f"are you there, {child.pid}?", "ask")
             print(f"request to {child.pid} -> reply {answer.decode()!r}")
-        try:
-            gproc.receive("demo", timeout=0.1)
-        except gproc.ReceiveTimeout as exc:
-            is_timeout = isinstance(exc, TimeoutError)
-            print(f"nothing more: {type(exc).__name__}, a TimeoutError: {is_timeout}")
-    finally:
-        for child in children:
-            child.wait(10)
-    print("every child sent, answered and exited")
+        manager.send(b"bye", "ctl")  # broadcast; a failure for any pid would raise ManyErrors
+        codes = manager.wait_all(timeout=10)
+        print(f"broadcast 'bye'; the children exited with {list(codes.values())}")
+    try:
+        gproc.receive("demo", timeout=0.1)
+    except gproc.ReceiveTimeout as exc:
+        is_timeout = isinstance(exc, TimeoutError)
+        print(f"nothing more: {type(exc).__name__}, a TimeoutError: {is_timeout}")
 
 
-CHAPTERS: list[Callable[[], None]] = [identity, shell_helpers, timeout_kills_tree, messaging]
+CHAPTERS: list[Callable[[], None]] = [
+    identity,
+    shell_helpers,
+    timeout_kills_tree,
+    processes_and_manager,
+    messaging,
+]
 
 
 def run(args: argparse.Namespace) -> int:
