@@ -35,6 +35,7 @@ __all__ = [
     "Wait",
     "async_face",
     "async_method",
+    "deadline_after",
     "run_async",
     "run_sync",
     "sleep",
@@ -70,6 +71,18 @@ class Wait:
 
 Op = Generator[Wait, Ready, T]
 """A blocking operation written once: yields waits, receives the ready descriptors, returns T."""
+
+
+def deadline_after(timeout: float | None) -> float | None:
+    """The :func:`time.monotonic` deadline ``timeout`` seconds from now (``None``: no limit).
+
+    A negative or non-numeric ``timeout`` is a ``ValueError``, raised before anything starts.
+    """
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+        raise ValueError(f"timeout must be None or a number of seconds >= 0, not {timeout!r}")
+    return time.monotonic() + timeout
 
 
 def sleep(seconds: float) -> Op[None]:

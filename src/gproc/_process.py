@@ -23,7 +23,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import psutil
 
-from ._drive import Op, Wait, async_method, sync_method
+from ._drive import Op, Wait, async_method, deadline_after, sync_method
 from ._errors import ProcessError, ProcessNotFound, ProcessNotStarted, ProcessTimeout, SpawnError
 from ._messaging import sender as _messaging_sender
 from ._spawn import ChildHandle, _kill_half_started, child_env, open_pidfd, shell_argv, spawn
@@ -189,12 +189,7 @@ def _check_grace(grace: float) -> float:
     return float(grace)
 
 
-def _deadline(timeout: float | None) -> float | None:
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
-        raise ValueError(f"timeout must be None or a number of seconds >= 0, not {timeout!r}")
-    return time.monotonic() + timeout
+_deadline = deadline_after
 
 
 class ProcessCore:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 
+from .._drive import deadline_after
 from . import listener
 from .message import Message
 
@@ -33,13 +34,10 @@ def start_receiving(
     ).path
 
 
-def _check(group: object, timeout: object) -> str:
+def _check(group: object, timeout: float | None) -> str:
     if not isinstance(group, str):
         raise TypeError(f"group must be a str, not {type(group).__name__}")
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0
-    ):
-        raise ValueError(f"timeout must be None or a number of seconds >= 0, not {timeout!r}")
+    deadline_after(timeout)  # validates it
     return group
 
 

@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import cast
 
-from .._drive import Op, Wait, sleep
+from .._drive import Op, Wait, deadline_after, sleep
 from .._errors import (
     ConnectionLost,
     MessageTooLarge,
@@ -157,12 +157,7 @@ def _check_pid(pid: object) -> int:
     return pid
 
 
-def _deadline(timeout: float | None) -> float | None:
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
-        raise ValueError(f"timeout must be None or a number of seconds >= 0, not {timeout!r}")
-    return time.monotonic() + timeout
+_deadline = deadline_after
 
 
 def _expired(deadline: float | None) -> bool:
