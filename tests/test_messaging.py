@@ -535,3 +535,22 @@ def test_sending_to_many_runs_concurrently_and_reports_each_failure() -> None:
     finally:
         quiet.kill()
         quiet.wait()
+
+
+def test_ctrl_c_in_receive_leaves_cleanly_and_loses_nothing() -> None:
+    proc = run_child_code(
+        "import gproc\n"
+        "gproc.start_receiving()\n"
+        "try:\n"
+        "    print('ready', flush=True)\n"
+        "    gproc.receive('g')\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', flush=True)\n"
+        "print(gproc.receive('g', timeout=10).text, flush=True)\n"
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "ready\n"
+    proc.send_signal(signal.SIGINT)
+    assert proc.stdout.readline() == "interrupted\n"
+    gproc.send(proc.pid, "after", "g")
+    assert finish(proc) == "after\n"

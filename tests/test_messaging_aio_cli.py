@@ -197,3 +197,21 @@ def test_cli_send_to_a_missing_pid_fails_in_one_line() -> None:
     done = gproc_cli("send", "999999999", "x")
     assert done.returncode == 1
     assert done.stderr.decode().strip() == "gproc: no process with pid 999999999"
+
+
+def test_cli_recv_prints_raw_data_lines() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gproc", "recv", "-n", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        gproc.send(proc.pid, "first", timeout=20)
+        gproc.send(proc.pid, b"\x00second")
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    assert proc.returncode == 0, err
+    assert out == b"first\n\x00second\n"
