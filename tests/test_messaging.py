@@ -539,7 +539,9 @@ def test_sending_to_many_runs_concurrently_and_reports_each_failure() -> None:
 
 def test_ctrl_c_in_receive_leaves_cleanly_and_loses_nothing() -> None:
     proc = run_child_code(
-        "import gproc\n"
+        "import gproc, signal\n"
+        # A shell without job control starts background jobs with SIGINT ignored; undo that.
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "gproc.start_receiving()\n"
         "try:\n"
         "    print('ready', flush=True)\n"
