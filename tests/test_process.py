@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import io
 import os
@@ -14,6 +15,7 @@ import psutil
 import pytest
 
 import gproc
+import gproc.aio
 
 from .conftest import gone, wait_group_gone
 from .process_helpers import all_gone, reaped, worker
@@ -374,3 +376,15 @@ def test_an_adopted_child_of_ours_reports_its_exit_code() -> None:
     assert proc.kill() == -signal.SIGKILL  # reaped through its pidfd: the status is known
     assert reaped(popen.pid)
     popen.returncode = -signal.SIGKILL  # tell the Popen what happened, as gproc reaped it
+
+
+def test_aio_wait_and_terminate_of_one_process_in_two_tasks_both_finish() -> None:
+    async def main() -> tuple[int | None, int | None]:
+        proc = gproc.aio.Process("sleep", ["30"])
+        proc.start()
+        waiter = asyncio.create_task(proc.wait())
+        await asyncio.sleep(0.05)
+        code = await asyncio.wait_for(proc.terminate(grace=1), 5)
+        return code, await asyncio.wait_for(waiter, 5)
+
+    assert asyncio.run(main()) == (-15, -15)

@@ -25,6 +25,7 @@ import functools
 import math
 import select
 import time
+import weakref
 from collections.abc import Callable, Coroutine, Generator, Iterable
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -164,23 +165,80 @@ def _settle(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+class _LoopWatches:
+    """Several operations may wait on one descriptor in one loop (``p.wait()`` while another task
+    runs ``p.terminate()``), but a loop keeps only one reader and one writer callback per
+    descriptor: a second ``add_reader`` silently replaces the first, and the first waiter would
+    hang. This keeps every subscriber and registers one dispatcher per descriptor with the loop.
+    """
+
+    __slots__ = ("_loop", "_readers", "_writers")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._readers: dict[int, dict[int, Callable[[int], None]]] = {}
+        self._writers: dict[int, dict[int, Callable[[int], None]]] = {}
+
+    def _dispatch(self, table: dict[int, dict[int, Callable[[int], None]]], fd: int) -> None:
+        for callback in list(table.get(fd, {}).values()):
+            callback(fd)
+
+    def add(self, write: bool, fd: int, token: int, callback: Callable[[int], None]) -> None:
+        table = self._writers if write else self._readers
+        subscribers = table.get(fd)
+        if subscribers is None:
+            subscribers = table[fd] = {}
+            if write:
+                self._loop.add_writer(fd, self._dispatch, table, fd)
+            else:
+                self._loop.add_reader(fd, self._dispatch, table, fd)
+        subscribers[token] = callback
+
+    def remove(self, write: bool, fd: int, token: int) -> None:
+        table = self._writers if write else self._readers
+        subscribers = table.get(fd)
+        if subscribers is None:
+            return
+        subscribers.pop(token, None)
+        if not subscribers:
+            del table[fd]
+            if write:
+                self._loop.remove_writer(fd)
+            else:
+                self._loop.remove_reader(fd)
+
+
+_watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopWatches] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _loop_watches(loop: asyncio.AbstractEventLoop) -> _LoopWatches:
+    watches = _watches.get(loop)
+    if watches is None:
+        watches = _watches[loop] = _LoopWatches(loop)
+    return watches
+
+
 async def _wait_async(loop: asyncio.AbstractEventLoop, wait: Wait) -> Ready:
     future: asyncio.Future[None] = loop.create_future()
     ready: set[int] = set()
+    token = id(future)
 
     def on_ready(fd: int) -> None:
         ready.add(fd)
         if not future.done():
             future.set_result(None)
 
+    watches = _loop_watches(loop)
     readers = list(wait.readable)
     writers = list(wait.writable)
     timer: asyncio.TimerHandle | None = None
     try:
         for fd in readers:
-            loop.add_reader(fd, on_ready, fd)
+            watches.add(False, fd, token, on_ready)
         for fd in writers:
-            loop.add_writer(fd, on_ready, fd)
+            watches.add(True, fd, token, on_ready)
         if wait.deadline is not None:
             # Both clocks are time.monotonic() for the stock loops; convert anyway.
             when = loop.time() + (wait.deadline - time.monotonic())
@@ -190,9 +248,9 @@ async def _wait_async(loop: asyncio.AbstractEventLoop, wait: Wait) -> Ready:
         if timer is not None:
             timer.cancel()
         for fd in readers:
-            loop.remove_reader(fd)
+            watches.remove(False, fd, token)
         for fd in writers:
-            loop.remove_writer(fd)
+            watches.remove(True, fd, token)
     return frozenset(ready) if ready else _NOTHING
 
 
