@@ -126,46 +126,43 @@ def gproc_cli(*args: str, stdin: bytes | None = None) -> subprocess.CompletedPro
     )
 
 
-def test_cli_recv_json_prints_text_or_base64() -> None:
+def recv_cli(args: list[str], messages: list[tuple[bytes | str, str]]) -> tuple[int, bytes, bytes]:
+    """Run ``gproc recv ARGS``, send it ``messages`` (data, group); its pid, stdout, stderr."""
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gproc",
-            "recv",
-            "--json",
-            "-n",
-            "2",
-            "-g",
-            "cli",
-            "--timeout",
-            "20",
-        ],
+        [sys.executable, "-m", "gproc", "recv", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
     try:
-        gproc.send(proc.pid, "héllo", "cli", timeout=20)  # waits until the command receives
-        gproc.send(proc.pid, b"\xff\x00", "cli")
+        for data, group in messages:
+            gproc.send(proc.pid, data, group, timeout=20)  # waits until the command receives
         out, err = proc.communicate(timeout=20)
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.wait()
     assert proc.returncode == 0, err
+    return proc.pid, out, err
+
+
+def test_cli_recv_json_prints_text_or_base64() -> None:
+    pid, out, err = recv_cli(
+        ["--json", "-n", "2", "-g", "cli", "--timeout", "20"],
+        [("héllo", "cli"), (b"\xff\x00", "cli")],
+    )
     lines = [json.loads(line) for line in out.decode().splitlines()]
     me = os.getpid()
     assert lines == [
-        {"sender_pid": me, "receiver_pid": proc.pid, "group": "cli", "data": "héllo"},
+        {"sender_pid": me, "receiver_pid": pid, "group": "cli", "data": "héllo"},
         {
             "sender_pid": me,
-            "receiver_pid": proc.pid,
+            "receiver_pid": pid,
             "group": "cli",
             "data": "/wA=",
             "encoding": "base64",
         },
     ]
-    assert f"pid {proc.pid}" in err.decode()
+    assert f"pid {pid}" in err.decode()
 
 
 def test_cli_recv_times_out_with_status_124() -> None:
@@ -200,18 +197,5 @@ def test_cli_send_to_a_missing_pid_fails_in_one_line() -> None:
 
 
 def test_cli_recv_prints_raw_data_lines() -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gproc", "recv", "-n", "2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        gproc.send(proc.pid, "first", timeout=20)
-        gproc.send(proc.pid, b"\x00second")
-        out, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-    assert proc.returncode == 0, err
+    _, out, _ = recv_cli(["-n", "2"], [("first", ""), (b"\x00second", "")])
     assert out == b"first\n\x00second\n"
