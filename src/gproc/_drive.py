@@ -36,6 +36,7 @@ __all__ = [
     "Wait",
     "async_face",
     "async_method",
+    "deadline_after",
     "run_async",
     "run_sync",
     "sleep",
@@ -54,12 +55,14 @@ Ready = frozenset[int]
 _NOTHING: Ready = frozenset()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Wait:
     """Wait until one of ``readable``/``writable`` is ready or ``deadline`` passes.
 
     ``deadline`` is a :func:`time.monotonic` value; ``None`` waits without limit. A wait with no
-    descriptors and no deadline would never end and is refused.
+    descriptors and no deadline would never end and is refused. Treat it as immutable; it is not
+    frozen only because a frozen dataclass costs twice as much to build, and messaging builds one
+    per message.
     """
 
     readable: Iterable[int] = ()
@@ -69,6 +72,18 @@ class Wait:
 
 Op = Generator[Wait, Ready, T]
 """A blocking operation written once: yields waits, receives the ready descriptors, returns T."""
+
+
+def deadline_after(timeout: float | None) -> float | None:
+    """The :func:`time.monotonic` deadline ``timeout`` seconds from now (``None``: no limit).
+
+    A negative or non-numeric ``timeout`` is a ``ValueError``, raised before anything starts.
+    """
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+        raise ValueError(f"timeout must be None or a number of seconds >= 0, not {timeout!r}")
+    return time.monotonic() + timeout
 
 
 def sleep(seconds: float) -> Op[None]:
@@ -93,14 +108,18 @@ _POLL_OUT = select.POLLOUT | select.POLLHUP | select.POLLERR | select.POLLNVAL
 def _poll_once(wait: Wait) -> Ready:
     # A fresh poll object per wait: registration is plain user-space bookkeeping (no syscall),
     # and nothing stale can survive a descriptor being closed and its number reused.
-    masks: dict[int, int] = {}
-    for fd in wait.readable:
-        masks[fd] = _POLL_IN
-    for fd in wait.writable:
-        masks[fd] = masks.get(fd, 0) | _POLL_OUT
     poller = select.poll()
-    for fd, mask in masks.items():
-        poller.register(fd, mask)
+    readable, writable = wait.readable, wait.writable
+    if not writable and type(readable) is tuple and len(readable) == 1:
+        poller.register(readable[0], _POLL_IN)  # the common case, kept cheap
+    else:
+        masks: dict[int, int] = {}
+        for fd in readable:
+            masks[fd] = _POLL_IN
+        for fd in writable:
+            masks[fd] = masks.get(fd, 0) | _POLL_OUT
+        for fd, mask in masks.items():
+            poller.register(fd, mask)
     if wait.deadline is None:
         events = poller.poll()
     else:
@@ -110,7 +129,11 @@ def _poll_once(wait: Wait) -> Ready:
         else:
             # Round up: poll() takes whole milliseconds and waking early just loops.
             events = poller.poll(math.ceil(remaining * 1000))
-    return frozenset(fd for fd, _ in events) if events else _NOTHING
+    if not events:
+        return _NOTHING
+    if len(events) == 1:
+        return frozenset((events[0][0],))
+    return frozenset([fd for fd, _ in events])
 
 
 def run_sync(op: Op[T]) -> T:

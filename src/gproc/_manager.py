@@ -17,7 +17,8 @@ from collections.abc import Iterable
 from typing import Any, Generic, TypeVar
 
 from ._drive import Op, async_method, sync_method
-from ._errors import ManyErrors, ProcessTimeout
+from ._errors import ManyErrors, ProcessNotFound, ProcessTimeout
+from ._messaging.broadcast import gather
 from ._process import (
     DEFAULT_GRACE,
     AsyncProcess,
@@ -220,6 +221,30 @@ class ManagerCore(Generic[P]):
         if handler is not None:
             remove_sig_handler(handler)
 
+    def _send_op(
+        self, data: bytes | str, group: str = "", *, timeout: float | None = 5.0
+    ) -> Op[None]:
+        """Send ``data`` to every listed process, concurrently (one ``timeout`` for all).
+
+        Every process is tried; then, if any failed (not started, exited, not receiving, queue
+        full...), :class:`~gproc.ManyErrors` holds one error per failed process, each with its
+        pid. Nothing is ignored.
+        """
+        procs = self.processes()
+        ops = [proc._send_op(data, group, timeout=timeout) for proc in procs]
+        outcomes = yield from gather(ops)
+        errors = [outcome for outcome in outcomes if isinstance(outcome, Exception)]
+        _raise_many(f"send to group {group!r}", len(procs), errors)
+
+    def _send_to_op(
+        self, pid: int, data: bytes | str, group: str = "", *, timeout: float | None = 5.0
+    ) -> Op[None]:
+        """Send ``data`` to the listed process ``pid`` (``ProcessNotFound`` if it is not listed)."""
+        proc = self.get_process(pid)
+        if proc is None:
+            raise ProcessNotFound(f"pid {pid} is not a process of this manager", pid=pid)
+        yield from proc._send_op(data, group, timeout=timeout)
+
     def _exit_op(self) -> Op[None]:
         self._forget_signals()
         if any(p.is_running() for p in self.processes()):
@@ -237,6 +262,8 @@ class Manager(ManagerCore[Process]):
     wait_all = sync_method(ManagerCore._wait_all_op)
     terminate_all = sync_method(ManagerCore._terminate_all_op)
     kill_all = sync_method(ManagerCore._kill_all_op)
+    send = sync_method(ManagerCore._send_op)
+    send_to = sync_method(ManagerCore._send_to_op)
     _exit = sync_method(ManagerCore._exit_op)
 
     def __enter__(self) -> Manager:
@@ -254,6 +281,8 @@ class AsyncManager(ManagerCore[AsyncProcess]):
     wait_all = async_method(ManagerCore._wait_all_op)
     terminate_all = async_method(ManagerCore._terminate_all_op)
     kill_all = async_method(ManagerCore._kill_all_op)
+    send = async_method(ManagerCore._send_op)
+    send_to = async_method(ManagerCore._send_to_op)
     _exit = async_method(ManagerCore._exit_op)
 
     async def __aenter__(self) -> AsyncManager:

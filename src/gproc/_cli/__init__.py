@@ -7,10 +7,10 @@ import sys
 from collections.abc import Sequence
 
 from .._errors import GprocError
-from . import demo, process_cmds, shell_cmds
+from . import demo, messaging_cmds, process_cmds, shell_cmds
 
 #: Modules that add subcommands; each has ``register(subparsers)``.
-COMMAND_MODULES = (shell_cmds, process_cmds, demo)
+COMMAND_MODULES = (shell_cmds, process_cmds, messaging_cmds, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

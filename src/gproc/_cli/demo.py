@@ -154,12 +154,46 @@ def graceful_shutdown() -> None:
     )
 
 
+_CHILD = """
+import gproc
+for i in range(2):
+    gproc.send(gproc.ppid(), f"hello #{i} from child {gproc.pid()}", "demo")
+question = gproc.receive("ask", timeout=10)
+question.reply(question.text.upper())
+gproc.receive("ctl", timeout=10)  # the parent's broadcast: time to go
+"""
+
+
+def messaging() -> None:
+    _title("Messaging by pid (GoFrame's example)")
+    gproc.start_receiving()
+    with gproc.Manager(grace=2) as manager:
+        children = [manager.new_process(sys.executable, ["-c", _CHILD]) for _ in range(3)]
+        for child in children:
+            child.start()  # each child sends to ppid() at once, receiving or not
+        for _ in range(2 * len(children)):
+            message = gproc.receive("demo", timeout=10)
+            print(f"parent got from pid {message.sender_pid}: {message.text!r}")
+        for child in children:
+            answer = gproc.request(child.pid or 0, f"are you there, {child.pid}?", "ask")
+            print(f"request to {child.pid} -> reply {answer.decode()!r}")
+        manager.send(b"bye", "ctl")  # broadcast; a failure for any pid would raise ManyErrors
+        codes = manager.wait_all(timeout=10)
+        print(f"broadcast 'bye'; the children exited with {list(codes.values())}")
+    try:
+        gproc.receive("demo", timeout=0.1)
+    except gproc.ReceiveTimeout as exc:
+        is_timeout = isinstance(exc, TimeoutError)
+        print(f"nothing more: {type(exc).__name__}, a TimeoutError: {is_timeout}")
+
+
 CHAPTERS: list[Callable[[], None]] = [
     identity,
     shell_helpers,
     timeout_kills_tree,
     processes_and_manager,
     graceful_shutdown,
+    messaging,
 ]
 
 
