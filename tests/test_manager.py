@@ -345,6 +345,9 @@ def test_the_asyncio_twin_has_the_same_api() -> None:
             assert not asyncio.iscoroutinefunction(getattr(sync_cls, name))
             assert blocking == (
                 name
-                in {"wait", "run", "terminate", "kill", "wait_all", "terminate_all", "kill_all"}
+                in {
+                    *("wait", "run", "terminate", "kill", "wait_all", "terminate_all", "kill_all"),
+                    *("send", "send_to"),  # messaging (issue 4)
+                }
             ), name
     assert {"Process", "Manager"} <= set(gproc.__all__) & set(aio.__all__)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import io
 import os
@@ -14,6 +15,7 @@ import psutil
 import pytest
 
 import gproc
+import gproc.aio
 
 from .conftest import gone, wait_group_gone
 from .process_helpers import all_gone, reaped, worker
@@ -23,11 +25,13 @@ from .process_helpers import ready as _ready
 
 
 def test_args0_equal_to_path_is_dropped_and_path_is_found_in_path() -> None:
-    with gproc.Process("sleep", ["sleep", "30"]) as proc:
-        info = psutil.Process(proc.pid)
-        assert info.cmdline() == ["sleep", "30"]
-        assert info.exe() == os.path.realpath(gproc.search_binary("sleep") or "")
-        assert proc.argv == ["sleep", "30"]
+    # If args[0] were kept, echo would print "echo a b". (Reading /proc/<pid>/cmdline instead
+    # races with exec and is flaky.)
+    out = io.StringIO()
+    proc = gproc.Process("echo", ["echo", "a", "b"], stdout=out)
+    assert proc.argv == ["echo", "a", "b"]
+    assert proc.run() == 0
+    assert out.getvalue() == "a b\n"
 
 
 def test_args_are_passed_as_given_when_args0_differs() -> None:
@@ -374,3 +378,15 @@ def test_an_adopted_child_of_ours_reports_its_exit_code() -> None:
     assert proc.kill() == -signal.SIGKILL  # reaped through its pidfd: the status is known
     assert reaped(popen.pid)
     popen.returncode = -signal.SIGKILL  # tell the Popen what happened, as gproc reaped it
+
+
+def test_aio_wait_and_terminate_of_one_process_in_two_tasks_both_finish() -> None:
+    async def main() -> tuple[int | None, int | None]:
+        proc = gproc.aio.Process("sleep", ["30"])
+        proc.start()
+        waiter = asyncio.create_task(proc.wait())
+        await asyncio.sleep(0.05)
+        code = await asyncio.wait_for(proc.terminate(grace=1), 5)
+        return code, await asyncio.wait_for(waiter, 5)
+
+    assert asyncio.run(main()) == (-15, -15)

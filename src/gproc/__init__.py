@@ -26,6 +26,7 @@ from ._errors import (
     ShellTimeout,
     SignalError,
     SpawnError,
+    UnsafeRuntimeDir,
 )
 from ._identity import (
     PPID_ENV,
@@ -39,8 +40,19 @@ from ._identity import (
     start_time,
     uptime,
 )
+from ._listen import listen
 from ._manager import Manager
+from ._messaging import sender as _sender
+from ._messaging.message import Message
+from ._messaging.receiving import messages, receive, start_receiving
 from ._process import Process
+from ._signals import (
+    add_sig_handler,
+    add_sig_handler_shutdown,
+    remove_sig_handler,
+    set_shutdown_signals,
+    set_shutdown_timeout,
+)
 from ._stop import StopPolicy
 from ._streams import DEVNULL, PIPE, STDOUT
 
@@ -49,6 +61,9 @@ __version__ = "0.1.0"
 shell = sync_face(_shell.shell)
 shell_exec = sync_face(_shell.shell_exec)
 shell_run = sync_face(_shell.shell_run)
+send = sync_face(_sender.send)
+send_many = sync_face(_sender.send_many)
+request = sync_face(_sender.request)
 
 __all__ = [
     "DEVNULL",
@@ -60,6 +75,7 @@ __all__ = [
     "GprocError",
     "Manager",
     "ManyErrors",
+    "Message",
     "MessageTooLarge",
     "MessagingError",
     "NotReceiving",
@@ -75,17 +91,30 @@ __all__ = [
     "SignalError",
     "SpawnError",
     "StopPolicy",
+    "UnsafeRuntimeDir",
     "__version__",
+    "add_sig_handler",
+    "add_sig_handler_shutdown",
     "is_child",
+    "listen",
+    "messages",
     "pid",
     "ppid",
     "ppid_os",
+    "receive",
+    "remove_sig_handler",
+    "request",
     "search_binary",
     "search_binary_path",
+    "send",
+    "send_many",
     "set_ppid",
+    "set_shutdown_signals",
+    "set_shutdown_timeout",
     "shell",
     "shell_exec",
     "shell_run",
+    "start_receiving",
     "start_time",
     "uptime",
 ]

@@ -25,6 +25,7 @@ import functools
 import math
 import select
 import time
+import weakref
 from collections.abc import Callable, Coroutine, Generator, Iterable
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -35,6 +36,7 @@ __all__ = [
     "Wait",
     "async_face",
     "async_method",
+    "deadline_after",
     "run_async",
     "run_sync",
     "sleep",
@@ -53,12 +55,14 @@ Ready = frozenset[int]
 _NOTHING: Ready = frozenset()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Wait:
     """Wait until one of ``readable``/``writable`` is ready or ``deadline`` passes.
 
     ``deadline`` is a :func:`time.monotonic` value; ``None`` waits without limit. A wait with no
-    descriptors and no deadline would never end and is refused.
+    descriptors and no deadline would never end and is refused. Treat it as immutable; it is not
+    frozen only because a frozen dataclass costs twice as much to build, and messaging builds one
+    per message.
     """
 
     readable: Iterable[int] = ()
@@ -68,6 +72,18 @@ class Wait:
 
 Op = Generator[Wait, Ready, T]
 """A blocking operation written once: yields waits, receives the ready descriptors, returns T."""
+
+
+def deadline_after(timeout: float | None) -> float | None:
+    """The :func:`time.monotonic` deadline ``timeout`` seconds from now (``None``: no limit).
+
+    A negative or non-numeric ``timeout`` is a ``ValueError``, raised before anything starts.
+    """
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+        raise ValueError(f"timeout must be None or a number of seconds >= 0, not {timeout!r}")
+    return time.monotonic() + timeout
 
 
 def sleep(seconds: float) -> Op[None]:
@@ -92,14 +108,18 @@ _POLL_OUT = select.POLLOUT | select.POLLHUP | select.POLLERR | select.POLLNVAL
 def _poll_once(wait: Wait) -> Ready:
     # A fresh poll object per wait: registration is plain user-space bookkeeping (no syscall),
     # and nothing stale can survive a descriptor being closed and its number reused.
-    masks: dict[int, int] = {}
-    for fd in wait.readable:
-        masks[fd] = _POLL_IN
-    for fd in wait.writable:
-        masks[fd] = masks.get(fd, 0) | _POLL_OUT
     poller = select.poll()
-    for fd, mask in masks.items():
-        poller.register(fd, mask)
+    readable, writable = wait.readable, wait.writable
+    if not writable and type(readable) is tuple and len(readable) == 1:
+        poller.register(readable[0], _POLL_IN)  # the common case, kept cheap
+    else:
+        masks: dict[int, int] = {}
+        for fd in readable:
+            masks[fd] = _POLL_IN
+        for fd in writable:
+            masks[fd] = masks.get(fd, 0) | _POLL_OUT
+        for fd, mask in masks.items():
+            poller.register(fd, mask)
     if wait.deadline is None:
         events = poller.poll()
     else:
@@ -109,7 +129,11 @@ def _poll_once(wait: Wait) -> Ready:
         else:
             # Round up: poll() takes whole milliseconds and waking early just loops.
             events = poller.poll(math.ceil(remaining * 1000))
-    return frozenset(fd for fd, _ in events) if events else _NOTHING
+    if not events:
+        return _NOTHING
+    if len(events) == 1:
+        return frozenset((events[0][0],))
+    return frozenset([fd for fd, _ in events])
 
 
 def run_sync(op: Op[T]) -> T:
@@ -141,23 +165,80 @@ def _settle(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+class _LoopWatches:
+    """Several operations may wait on one descriptor in one loop (``p.wait()`` while another task
+    runs ``p.terminate()``), but a loop keeps only one reader and one writer callback per
+    descriptor: a second ``add_reader`` silently replaces the first, and the first waiter would
+    hang. This keeps every subscriber and registers one dispatcher per descriptor with the loop.
+    """
+
+    __slots__ = ("_loop", "_readers", "_writers")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._readers: dict[int, dict[int, Callable[[int], None]]] = {}
+        self._writers: dict[int, dict[int, Callable[[int], None]]] = {}
+
+    def _dispatch(self, table: dict[int, dict[int, Callable[[int], None]]], fd: int) -> None:
+        for callback in list(table.get(fd, {}).values()):
+            callback(fd)
+
+    def add(self, write: bool, fd: int, token: int, callback: Callable[[int], None]) -> None:
+        table = self._writers if write else self._readers
+        subscribers = table.get(fd)
+        if subscribers is None:
+            subscribers = table[fd] = {}
+            if write:
+                self._loop.add_writer(fd, self._dispatch, table, fd)
+            else:
+                self._loop.add_reader(fd, self._dispatch, table, fd)
+        subscribers[token] = callback
+
+    def remove(self, write: bool, fd: int, token: int) -> None:
+        table = self._writers if write else self._readers
+        subscribers = table.get(fd)
+        if subscribers is None:
+            return
+        subscribers.pop(token, None)
+        if not subscribers:
+            del table[fd]
+            if write:
+                self._loop.remove_writer(fd)
+            else:
+                self._loop.remove_reader(fd)
+
+
+_watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopWatches] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _loop_watches(loop: asyncio.AbstractEventLoop) -> _LoopWatches:
+    watches = _watches.get(loop)
+    if watches is None:
+        watches = _watches[loop] = _LoopWatches(loop)
+    return watches
+
+
 async def _wait_async(loop: asyncio.AbstractEventLoop, wait: Wait) -> Ready:
     future: asyncio.Future[None] = loop.create_future()
     ready: set[int] = set()
+    token = id(future)
 
     def on_ready(fd: int) -> None:
         ready.add(fd)
         if not future.done():
             future.set_result(None)
 
+    watches = _loop_watches(loop)
     readers = list(wait.readable)
     writers = list(wait.writable)
     timer: asyncio.TimerHandle | None = None
     try:
         for fd in readers:
-            loop.add_reader(fd, on_ready, fd)
+            watches.add(False, fd, token, on_ready)
         for fd in writers:
-            loop.add_writer(fd, on_ready, fd)
+            watches.add(True, fd, token, on_ready)
         if wait.deadline is not None:
             # Both clocks are time.monotonic() for the stock loops; convert anyway.
             when = loop.time() + (wait.deadline - time.monotonic())
@@ -167,9 +248,9 @@ async def _wait_async(loop: asyncio.AbstractEventLoop, wait: Wait) -> Ready:
         if timer is not None:
             timer.cancel()
         for fd in readers:
-            loop.remove_reader(fd)
+            watches.remove(False, fd, token)
         for fd in writers:
-            loop.remove_writer(fd)
+            watches.remove(True, fd, token)
     return frozenset(ready) if ready else _NOTHING
 
 

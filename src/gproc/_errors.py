@@ -39,6 +39,7 @@ __all__ = [
     "ShellTimeout",
     "SignalError",
     "SpawnError",
+    "UnsafeRuntimeDir",
     "signal_name",
 ]
 
@@ -204,6 +205,8 @@ class MessagingError(GprocError):
         super().__init__(message)
         self.pid = pid
         self.group = group
+        #: For ``send_many``: how many leading messages were queued before the failure.
+        self.delivered: int | None = None
 
 
 class NotReceiving(MessagingError):
@@ -224,6 +227,10 @@ class ConnectionLost(MessagingError, ConnectionError):
 
 class ReceiveTimeout(MessagingError, TimeoutError):
     """No message of that group arrived within the timeout."""
+
+
+class UnsafeRuntimeDir(MessagingError, PermissionError):
+    """The messaging runtime directory is not private to this user, so gproc refuses to use it."""
 
 
 class SignalError(GprocError, RuntimeError):

@@ -17,7 +17,8 @@ from collections.abc import Iterable
 from typing import Any, Generic, TypeVar
 
 from ._drive import Op, async_method, sync_method
-from ._errors import ManyErrors, ProcessTimeout
+from ._errors import ManyErrors, ProcessNotFound, ProcessTimeout
+from ._messaging.broadcast import gather
 from ._process import (
     DEFAULT_GRACE,
     AsyncProcess,
@@ -30,6 +31,7 @@ from ._process import (
     stop_many,
     wait_op,
 )
+from ._signals import OpHandler, add_sig_handler_shutdown, remove_sig_handler
 from ._stop import Scope, StopPolicy
 
 __all__ = ["AsyncManager", "Manager", "ManagerCore"]
@@ -51,6 +53,7 @@ class ManagerCore(Generic[P]):
         self._grace = _check_grace(grace)
         self._lock = threading.Lock()
         self._procs: dict[int, P] = {}
+        self._shutdown_handler: OpHandler | None = None
 
     # ------------------------------------------------------------------ creating and adopting
 
@@ -189,7 +192,61 @@ class ManagerCore(Generic[P]):
         policy = StopPolicy(grace=0.0, signal=_signal.SIGKILL, scope=scope)
         return (yield from self._stop_all_op(policy, "kill_all"))
 
+    # ------------------------------------------------------------------ signals
+
+    def shutdown_on_signals(self, grace: float = DEFAULT_GRACE) -> OpHandler:
+        """On a shutdown signal, stop every process of this manager before ``listen`` returns.
+
+        SIGTERM to each process tree, SIGKILL to whatever is left after ``grace`` seconds, all
+        processes in parallel (the stop policy of ``terminate_all``). Under ``aio.listen`` the
+        stop runs on the listening loop. Calling it again replaces the grace; leaving the
+        manager's ``with`` block unregisters it. Returns the handler, for ``remove_sig_handler``.
+        """
+        policy = StopPolicy(grace=_check_grace(grace))
+
+        def stop(sig: _signal.Signals) -> Op[dict[int, int | None]]:
+            return self._stop_all_op(policy, f"shutdown on {sig.name}")
+
+        handler = OpHandler(stop, f"{type(self).__name__}.shutdown_on_signals(grace={grace:g})")
+        with self._lock:
+            previous, self._shutdown_handler = self._shutdown_handler, handler
+        if previous is not None:
+            remove_sig_handler(previous)
+        add_sig_handler_shutdown(handler)
+        return handler
+
+    def _forget_signals(self) -> None:
+        with self._lock:
+            handler, self._shutdown_handler = self._shutdown_handler, None
+        if handler is not None:
+            remove_sig_handler(handler)
+
+    def _send_op(
+        self, data: bytes | str, group: str = "", *, timeout: float | None = 5.0
+    ) -> Op[None]:
+        """Send ``data`` to every listed process, concurrently (one ``timeout`` for all).
+
+        Every process is tried; then, if any failed (not started, exited, not receiving, queue
+        full...), :class:`~gproc.ManyErrors` holds one error per failed process, each with its
+        pid. Nothing is ignored.
+        """
+        procs = self.processes()
+        ops = [proc._send_op(data, group, timeout=timeout) for proc in procs]
+        outcomes = yield from gather(ops)
+        errors = [outcome for outcome in outcomes if isinstance(outcome, Exception)]
+        _raise_many(f"send to group {group!r}", len(procs), errors)
+
+    def _send_to_op(
+        self, pid: int, data: bytes | str, group: str = "", *, timeout: float | None = 5.0
+    ) -> Op[None]:
+        """Send ``data`` to the listed process ``pid`` (``ProcessNotFound`` if it is not listed)."""
+        proc = self.get_process(pid)
+        if proc is None:
+            raise ProcessNotFound(f"pid {pid} is not a process of this manager", pid=pid)
+        yield from proc._send_op(data, group, timeout=timeout)
+
     def _exit_op(self) -> Op[None]:
+        self._forget_signals()
         if any(p.is_running() for p in self.processes()):
             yield from self._terminate_all_op(self._grace)
 
@@ -205,6 +262,8 @@ class Manager(ManagerCore[Process]):
     wait_all = sync_method(ManagerCore._wait_all_op)
     terminate_all = sync_method(ManagerCore._terminate_all_op)
     kill_all = sync_method(ManagerCore._kill_all_op)
+    send = sync_method(ManagerCore._send_op)
+    send_to = sync_method(ManagerCore._send_to_op)
     _exit = sync_method(ManagerCore._exit_op)
 
     def __enter__(self) -> Manager:
@@ -222,6 +281,8 @@ class AsyncManager(ManagerCore[AsyncProcess]):
     wait_all = async_method(ManagerCore._wait_all_op)
     terminate_all = async_method(ManagerCore._terminate_all_op)
     kill_all = async_method(ManagerCore._kill_all_op)
+    send = async_method(ManagerCore._send_op)
+    send_to = async_method(ManagerCore._send_to_op)
     _exit = async_method(ManagerCore._exit_op)
 
     async def __aenter__(self) -> AsyncManager:

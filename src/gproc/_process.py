@@ -23,8 +23,9 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import psutil
 
-from ._drive import Op, Wait, async_method, sync_method
+from ._drive import Op, Wait, async_method, deadline_after, sync_method
 from ._errors import ProcessError, ProcessNotFound, ProcessNotStarted, ProcessTimeout, SpawnError
+from ._messaging import sender as _messaging_sender
 from ._spawn import ChildHandle, _kill_half_started, child_env, open_pidfd, shell_argv, spawn
 from ._stop import Scope, StopPolicy, descendants, signal_target, stop_op
 from ._streams import Plumbing
@@ -188,12 +189,7 @@ def _check_grace(grace: float) -> float:
     return float(grace)
 
 
-def _deadline(timeout: float | None) -> float | None:
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
-        raise ValueError(f"timeout must be None or a number of seconds >= 0, not {timeout!r}")
-    return time.monotonic() + timeout
+_deadline = deadline_after
 
 
 class ProcessCore:
@@ -512,6 +508,25 @@ class ProcessCore:
             raise errors[0]
         return self.returncode
 
+    def _send_op(
+        self, data: bytes | str, group: str = "", *, timeout: float | None = 5.0
+    ) -> Op[None]:
+        """Send a message to this process (see :func:`gproc.send`); returns once it is queued.
+
+        ``ProcessNotStarted`` before ``start()``; ``ProcessNotFound`` once the process has
+        exited, so a message can never reach a later process that got its pid.
+        """
+        self._require()
+        if not self.is_running():
+            raise ProcessNotFound(
+                f"process {self._pid} has exited; the message was not sent",
+                pid=self._pid,
+                cmd=self._cmd,
+            )
+        pid = self._pid
+        assert pid is not None  # started
+        yield from _messaging_sender.send(pid, data, group, timeout=timeout)
+
     def _exit_op(self) -> Op[None]:
         """Leaving a ``with`` block: stop the process if it still runs, close our pipe ends."""
         try:
@@ -699,6 +714,7 @@ class Process(ProcessCore):
     run = sync_method(ProcessCore._run_op)
     terminate = sync_method(ProcessCore._terminate_op)
     kill = sync_method(ProcessCore._kill_op)
+    send = sync_method(ProcessCore._send_op)
     _exit = sync_method(ProcessCore._exit_op)
 
     def __enter__(self) -> Process:
@@ -721,6 +737,7 @@ class AsyncProcess(ProcessCore):
     run = async_method(ProcessCore._run_op)
     terminate = async_method(ProcessCore._terminate_op)
     kill = async_method(ProcessCore._kill_op)
+    send = async_method(ProcessCore._send_op)
     _exit = async_method(ProcessCore._exit_op)
 
     async def __aenter__(self) -> AsyncProcess:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import io
+import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -92,11 +94,108 @@ def processes_and_manager() -> None:
         print(f"still listed with exit codes: {len(manager)}; running: {manager.running()}")
 
 
+#: The program the signals chapter starts: a Manager with two workers that it stops on shutdown,
+#: a reload handler and two cleanup handlers.
+_LISTENER = """
+import signal, sys, time
+import gproc
+
+def say(text):
+    sys.stdout.write(text + "\\n")
+    sys.stdout.flush()
+
+def reload_config(sig):
+    say(f"reload_config ran for {sig.name}")
+
+def close_database(sig):
+    time.sleep(0.2)  # slow cleanup; runs alongside the others, not before them
+    say(f"close_database ran for {sig.name}")
+
+def flush_logs(sig):
+    say(f"flush_logs ran for {sig.name}")
+
+worker = ("trap 'echo worker $N: got SIGTERM, exiting; exit 0' TERM; echo worker $N: up; "
+          "while :; do sleep 1 & wait $!; done")
+with gproc.Manager() as workers:
+    for n in range(2):
+        workers.new_command(worker, {"N": str(n)}).start()
+    workers.shutdown_on_signals(grace=2)  # SIGTERM to each tree, SIGKILL after 2 s
+    gproc.add_sig_handler(reload_config, signal.SIGHUP)
+    gproc.add_sig_handler_shutdown(close_database, flush_logs)
+    # Hold the signals until listen() takes them, so "ready" cannot race its installation. Only
+    # now: children started while signals are blocked would inherit the block.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP, signal.SIGTERM})
+    say("ready")
+    started = time.monotonic()
+    sig = gproc.listen()
+    codes = [p.returncode for p in workers.processes()]
+    say(f"listen() returned {sig.name} after {time.monotonic() - started:.2f}s; workers: {codes}")
+"""
+
+
+def graceful_shutdown() -> None:
+    _title("Signals and graceful shutdown")
+    child = subprocess.Popen([sys.executable, "-c", _LISTENER], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    with child:
+        waiting_for = {"ready", "worker 0: up", "worker 1: up"}
+        while waiting_for:  # readiness handshake: the program and both workers say so
+            line = child.stdout.readline().rstrip()
+            if not line:
+                break
+            waiting_for.discard(line)
+            print("child:", line)
+        print(f"child {child.pid} is listening; sending SIGHUP, then SIGTERM")
+        child.send_signal(signal.SIGHUP)
+        print("child:", child.stdout.readline().rstrip())
+        child.send_signal(signal.SIGTERM)
+        for line in child.stdout:
+            print("child:", line.rstrip())
+    print(
+        f"child exited with status {child.returncode}: handlers ran, workers stopped, then it ended"
+    )
+
+
+_CHILD = """
+import gproc
+for i in range(2):
+    gproc.send(gproc.ppid(), f"hello #{i} from child {gproc.pid()}", "demo")
+question = gproc.receive("ask", timeout=10)
+question.reply(question.text.upper())
+gproc.receive("ctl", timeout=10)  # the parent's broadcast: time to go
+"""
+
+
+def messaging() -> None:
+    _title("Messaging by pid (GoFrame's example)")
+    gproc.start_receiving()
+    with gproc.Manager(grace=2) as manager:
+        children = [manager.new_process(sys.executable, ["-c", _CHILD]) for _ in range(3)]
+        for child in children:
+            child.start()  # each child sends to ppid() at once, receiving or not
+        for _ in range(2 * len(children)):
+            message = gproc.receive("demo", timeout=10)
+            print(f"parent got from pid {message.sender_pid}: {message.text!r}")
+        for child in children:
+            answer = gproc.request(child.pid or 0, f"are you there, {child.pid}?", "ask")
+            print(f"request to {child.pid} -> reply {answer.decode()!r}")
+        manager.send(b"bye", "ctl")  # broadcast; a failure for any pid would raise ManyErrors
+        codes = manager.wait_all(timeout=10)
+        print(f"broadcast 'bye'; the children exited with {list(codes.values())}")
+    try:
+        gproc.receive("demo", timeout=0.1)
+    except gproc.ReceiveTimeout as exc:
+        is_timeout = isinstance(exc, TimeoutError)
+        print(f"nothing more: {type(exc).__name__}, a TimeoutError: {is_timeout}")
+
+
 CHAPTERS: list[Callable[[], None]] = [
     identity,
     shell_helpers,
     timeout_kills_tree,
     processes_and_manager,
+    graceful_shutdown,
+    messaging,
     up_chapter,
 ]
 

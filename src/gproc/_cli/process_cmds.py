@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import signal as _signal
 import sys
+import threading
 from typing import Any, TextIO
 
+from .._drive import run_sync
 from .._errors import signal_name
+from .._listen import listen_op, stop_listening
 from .._manager import Manager
 from .._process import DEFAULT_GRACE
 from .._streams import DEVNULL
@@ -22,9 +26,9 @@ def register(subparsers: Any) -> None:
         help="start N copies of a command, prefix their output, stop all on Ctrl+C",
         description="Start N copies of CMD (through the shell) under one Manager. Each line "
         "a copy writes (stdout and stderr) is printed as '[INDEX PID] line'; each copy gets "
-        f"{INDEX_ENV}=INDEX; stdin is ours for one copy, /dev/null for several. Ctrl+C stops "
-        "every copy's process tree (SIGTERM, then SIGKILL after --grace seconds). Exits 1 if "
-        "any copy failed.",
+        f"{INDEX_ENV}=INDEX; stdin is ours for one copy, /dev/null for several. Ctrl+C or "
+        "SIGTERM stops every copy's process tree (SIGTERM, then SIGKILL after --grace seconds) "
+        "and exits 128 + the signal's number (130, 143). Otherwise exits 1 if any copy failed.",
     )
     p.add_argument("-n", type=int, default=1, metavar="N", help="how many copies (default 1)")
     p.add_argument(
@@ -77,7 +81,7 @@ def _spawn(args: argparse.Namespace) -> int:
             )
             sink.prefix = f"[{index} {proc.start()}] "
             sinks.append(sink)
-        codes = manager.wait_all()
+        codes, stopped_by = _wait_or_shutdown(manager, args.grace)
     for sink in sinks:
         sink.finish()
     failed = 0
@@ -90,4 +94,40 @@ def _spawn(args: argparse.Namespace) -> int:
                 else f"exited with {code}"
             )
             print(f"gproc: [{index} {pid}] {how}", file=sys.stderr)
+    if stopped_by is not None:
+        print(f"gproc: {stopped_by.name}: stopped every copy", file=sys.stderr)
+        return 128 + stopped_by  # the shell's convention: 130 for Ctrl+C, 143 for SIGTERM
     return 1 if failed else 0
+
+
+def _wait_or_shutdown(
+    manager: Manager, grace: float
+) -> tuple[dict[int, int | None], _signal.Signals | None]:
+    """Wait for every copy to exit, or for a shutdown signal that stops them all (with the grace
+    policy) first. Returns the exit codes and the signal, if one ended it."""
+    manager.shutdown_on_signals(grace)
+    outcome: dict[int, int | None] = {}
+    failure: list[BaseException] = []
+
+    def wait_all() -> None:
+        # The copies' output is pumped by this wait; the main thread must listen for signals.
+        try:
+            outcome.update(manager.wait_all())
+        except BaseException as exc:
+            failure.append(exc)
+        finally:
+            stop_listening()  # every copy exited by itself: listening is over
+
+    waiter = threading.Thread(target=wait_all, name="gproc spawn: wait_all", daemon=True)
+    waiter.start()
+    n = len(manager)
+
+    def listening() -> None:
+        print(f"gproc: {n} running; Ctrl+C or SIGTERM stops them all", file=sys.stderr, flush=True)
+
+    stopped_by = run_sync(listen_op(on_listening=listening))
+    # After a shutdown the copies are gone (or SIGKILLed): the wait ends promptly.
+    waiter.join()
+    if failure:
+        raise failure[0]
+    return outcome, stopped_by
