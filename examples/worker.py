@@ -3,15 +3,13 @@
 import os
 import time
 
+import gproc
+
 interval = float(os.environ.get("JOB_INTERVAL", "1"))
 name = os.environ.get("GPROC_SERVICE", "worker")
-try:
-    import gproc
-
+if gproc.is_child():
     # Services can talk to `gproc up` (their gproc parent) through gproc messaging.
     gproc.send(gproc.ppid(), f"{name} is ready for jobs")
-except (ImportError, AttributeError, OSError):
-    pass
 
 job = 0
 while True:

@@ -71,7 +71,7 @@ def ready_pid(recorder: Recorder, name: str, after: int = 0) -> int | None:
 
 async def _scenario(tmp_path: Path) -> None:
     supervisor, rec = make("web: $SERVICE serve\nworker: $SERVICE serve\n")
-    runner = asyncio.create_task(supervisor.run(handle_signals=False))
+    runner = asyncio.create_task(supervisor.run(handle_signals=False, serve=False))
     await rec.until(lambda: ready_pid(rec, "web.1") and ready_pid(rec, "worker.1") is not None)
     first = ready_pid(rec, "web.1")
     assert first is not None
@@ -122,7 +122,7 @@ async def _backoff_scenario() -> None:
         "web: $SERVICE serve\nflaky: $SERVICE exit 1\n",
         '[flaky]\nrestart = "always"\nbackoff = 30\n',
     )
-    runner = asyncio.create_task(supervisor.run(handle_signals=False))
+    runner = asyncio.create_task(supervisor.run(handle_signals=False, serve=False))
     flaky = supervisor.by_name["flaky.1"]
     await rec.until(lambda: flaky.state == "backoff")
     # ctl stop during the backoff: it is not restarted, and everything else keeps running

@@ -10,6 +10,7 @@ wait for it before it acts.
 - ``tree``: start a grandchild in our process group and one in a session of its own, print
   ``tree <pid> <pid>`` once both run, then run until signalled.
 - ``crash``: print to stdout and stderr, then an unfinished line, then exit 1.
+- ``message``: send "hello from <service>" to the gproc parent through gproc messaging.
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ def main() -> None:
         sys.stdout.write("unfinished line")
         sys.stdout.flush()
         sys.exit(1)
+    if mode == "message":
+        import gproc
+
+        gproc.send(gproc.ppid(), f"hello from {os.environ['GPROC_SERVICE']}")
     forever()
 
 

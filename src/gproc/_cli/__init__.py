@@ -7,10 +7,10 @@ import sys
 from collections.abc import Sequence
 
 from .._errors import GprocError
-from . import demo, messaging_cmds, process_cmds, shell_cmds, up
+from . import ctl, demo, messaging_cmds, process_cmds, shell_cmds, up
 
 #: Modules that add subcommands; each has ``register(subparsers)``.
-COMMAND_MODULES = (shell_cmds, process_cmds, messaging_cmds, up, demo)
+COMMAND_MODULES = (shell_cmds, process_cmds, messaging_cmds, up, ctl, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -66,17 +66,23 @@ def up_chapter() -> None:
                 answer = response.read().decode().strip()
             print(f"  (GET http://127.0.0.1:5000/ -> {answer!r})", flush=True)
         lines.show(2.5)
-        if _has_ctl():
-            print("$ gproc ctl status    # from another terminal, through gproc messaging")
-            status = subprocess.run(
-                _gproc("ctl", "status", "--pid", str(proc.pid)),
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            for text in (status.stdout + status.stderr).splitlines():
-                print(f"    {text}")
-            lines.show(0.3)
+        print("$ gproc ctl status    # from another terminal, through gproc messaging")
+        status = subprocess.run(
+            _gproc("ctl", "status"), cwd=EXAMPLES, capture_output=True, text=True, check=False
+        )
+        for text in (status.stdout + status.stderr).splitlines():
+            print(f"    {text}")
+        print("$ gproc ctl restart worker")
+        restart = subprocess.run(
+            _gproc("ctl", "restart", "worker"),
+            cwd=EXAMPLES,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        for text in (restart.stdout + restart.stderr).splitlines():
+            print(f"    {text}")
+        lines.show(0.8)
         print("$ kill -INT <gproc up>    # Ctrl+C: every service and its children stop")
         proc.send_signal(signal.SIGINT)
         lines.show(15)
@@ -87,9 +93,3 @@ def up_chapter() -> None:
         assert proc.stdout is not None
         proc.stdout.close()
     print(f"gproc up exited with status {status_code} (0: stopped on request)", flush=True)
-
-
-def _has_ctl() -> bool:
-    from . import COMMAND_MODULES
-
-    return any(getattr(module, "CTL", False) for module in COMMAND_MODULES)

@@ -20,13 +20,16 @@ import subprocess
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from .. import aio
 from .._drive import run_async
-from .._errors import signal_name
+from .._errors import MessagingError, signal_name
 from .._spawn import ChildHandle, child_env, shell_argv, spawn
 from .._stop import StopPolicy, signal_target, stop_op
 from .._streams import widen_pipe
+from .control import GROUP, handle
 from .output import Label, LineSplitter, Output
 from .plan import Instance
 from .policy import CrashLoop, ExitStatus, Restart, RestartTracker, StayDown, StopAll
@@ -135,7 +138,12 @@ class Supervisor:
 
     # ------------------------------------------------------------------ running
 
-    async def run(self, *, handle_signals: bool = True) -> int:
+    async def run(self, *, handle_signals: bool = True, serve: bool = True) -> int:
+        """Start every copy and supervise them until everything has stopped.
+
+        ``handle_signals``: stop on SIGINT/SIGTERM/SIGHUP (main thread only). ``serve``: answer
+        ``gproc ctl`` and show messages that services send us, through gproc messaging.
+        """
         self._loop = asyncio.get_running_loop()
         self._done = self._loop.create_future()
         installed: list[signal.Signals] = []
@@ -143,6 +151,14 @@ class Supervisor:
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 self._loop.add_signal_handler(sig, self.on_signal, sig)
                 installed.append(sig)
+        servers: list[asyncio.Task[None]] = []
+        if serve:
+            # Listening starts before any service does: a service may message us at once.
+            aio.start_receiving()
+            servers = [
+                self._loop.create_task(self._serve_ctl()),
+                self._loop.create_task(self._serve_messages()),
+            ]
         try:
             for copy in self.copies:
                 if self._shutting_down:
@@ -151,6 +167,8 @@ class Supervisor:
             self._flush()
             await self._done
         finally:
+            for task in servers:
+                task.cancel()
             for sig in installed:
                 self._loop.remove_signal_handler(sig)
             # Only reached with processes left if run() itself was cancelled: leave none.
@@ -345,7 +363,7 @@ class Supervisor:
         self._event(
             "exited",
             f"{copy.name} {status.describe()}",
-            _Gone(copy, handle.pid),
+            _Gone(copy.name, copy.service, copy.slot, handle.pid),
             code=status.code,
             signal=_sig(status),
         )
@@ -434,6 +452,35 @@ class Supervisor:
             for copy, handle in pairs:
                 self._reap(copy, handle)
 
+    # ------------------------------------------------------------------ messaging
+
+    async def _serve_ctl(self) -> None:
+        """Answer ``gproc ctl`` requests, one at a time, on the loop (no locks needed)."""
+        while True:
+            message = await aio.receive(GROUP)
+            reply = handle(self, message.data)
+            if message.is_request:
+                try:
+                    message.reply(reply)
+                except MessagingError:
+                    pass  # the asker has gone away; nothing to tell
+            self._flush()
+
+    async def _serve_messages(self) -> None:
+        """Show what services send to their gproc parent (``gproc.send(gproc.ppid(), ...)``)."""
+        while True:
+            message = await aio.receive()
+            sender = next((c for c in self.copies if c.pid == message.sender_pid), None)
+            who = sender.name if sender is not None else f"pid {message.sender_pid}"
+            text = message.data.decode("utf-8", "replace")
+            self._event(
+                "message",
+                f"message from {who}: {text}",
+                sender,
+                sender_pid=message.sender_pid,
+                data=text,
+            )
+
     # ------------------------------------------------------------------ control (gproc ctl)
 
     def status(self) -> list[dict[str, Any]]:
@@ -514,23 +561,11 @@ class Supervisor:
         return f"{copy.name} restarting"
 
 
+@dataclass(frozen=True, slots=True)
 class _Gone:
     """The label of a copy whose process just ended: it still names that process's pid."""
 
-    __slots__ = ("_copy", "pid")
-
-    def __init__(self, copy: Copy, pid: int) -> None:
-        self._copy = copy
-        self.pid: int | None = pid
-
-    @property
-    def name(self) -> str:
-        return self._copy.name
-
-    @property
-    def service(self) -> str:
-        return self._copy.service
-
-    @property
-    def slot(self) -> int:
-        return self._copy.slot
+    name: str
+    service: str
+    slot: int
+    pid: int | None
