@@ -142,3 +142,18 @@ def test_services_message_the_supervisor(tmp_path: Path, up) -> None:
     run.signal(signal.SIGTERM)
     assert run.finish() == 0
     assert os.environ.get("GPROC_RUNTIME_DIR")
+
+
+def test_up_runs_without_ctl_when_messaging_is_unsafe(
+    tmp_path: Path, up, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # writable by anyone: messaging refuses it
+    monkeypatch.setenv("GPROC_RUNTIME_DIR", str(shared))
+    procfile(tmp_path, "web: $SERVICE exit 0\n")
+    run = up("--json")
+    assert run.finish() == 0
+    warning = next(e for e in run.events() if e["event"] == "warning")
+    assert "gproc ctl is unavailable" in str(warning["message"])
+    assert any(e["event"] == "started" for e in run.events())

@@ -25,7 +25,8 @@ from typing import Any
 
 from .. import aio
 from .._drive import run_async
-from .._errors import MessagingError, signal_name
+from .._errors import GprocError, MessagingError, signal_name
+from .._messaging.message import Message
 from .._spawn import ChildHandle, child_env, shell_argv, spawn
 from .._stop import StopPolicy, signal_target, stop_op
 from .._streams import widen_pipe
@@ -153,12 +154,16 @@ class Supervisor:
                 installed.append(sig)
         servers: list[asyncio.Task[None]] = []
         if serve:
-            # Listening starts before any service does: a service may message us at once.
-            aio.start_receiving()
-            servers = [
-                self._loop.create_task(self._serve_ctl()),
-                self._loop.create_task(self._serve_messages()),
-            ]
+            try:
+                # Listening starts before any service does: a service may message us at once.
+                aio.start_receiving()
+            except (GprocError, OSError) as exc:  # e.g. an unsafe runtime directory
+                self._event("warning", f"gproc ctl is unavailable: {exc}", reason="messaging")
+            else:
+                servers = [
+                    self._loop.create_task(self._serve(GROUP, self._on_ctl)),
+                    self._loop.create_task(self._serve("", self._on_message)),
+                ]
         try:
             for copy in self.copies:
                 if self._shutting_down:
@@ -454,32 +459,38 @@ class Supervisor:
 
     # ------------------------------------------------------------------ messaging
 
-    async def _serve_ctl(self) -> None:
-        """Answer ``gproc ctl`` requests, one at a time, on the loop (no locks needed)."""
+    async def _serve(self, group: str, on_message: Callable[[Message], None]) -> None:
+        """Take the messages of ``group`` one at a time, on the loop (so no locks are needed)."""
         while True:
-            message = await aio.receive(GROUP)
-            reply = handle(self, message.data)
-            if message.is_request:
-                try:
-                    message.reply(reply)
-                except MessagingError:
-                    pass  # the asker has gone away; nothing to tell
+            try:
+                message = await aio.receive(group)
+            except GprocError as exc:
+                self._event("warning", f"no more messages in group {group!r}: {exc}")
+                return
+            on_message(message)
             self._flush()
 
-    async def _serve_messages(self) -> None:
-        """Show what services send to their gproc parent (``gproc.send(gproc.ppid(), ...)``)."""
-        while True:
-            message = await aio.receive()
-            sender = next((c for c in self.copies if c.pid == message.sender_pid), None)
-            who = sender.name if sender is not None else f"pid {message.sender_pid}"
-            text = message.data.decode("utf-8", "replace")
-            self._event(
-                "message",
-                f"message from {who}: {text}",
-                sender,
-                sender_pid=message.sender_pid,
-                data=text,
-            )
+    def _on_ctl(self, message: Message) -> None:
+        """Answer a ``gproc ctl`` request."""
+        reply = handle(self, message.data)
+        if message.is_request:
+            try:
+                message.reply(reply)
+            except MessagingError:
+                pass  # the asker has gone away; nothing to tell
+
+    def _on_message(self, message: Message) -> None:
+        """Show what a service sent its gproc parent (``gproc.send(gproc.ppid(), ...)``)."""
+        sender = next((c for c in self.copies if c.pid == message.sender_pid), None)
+        who = sender.name if sender is not None else f"pid {message.sender_pid}"
+        text = message.data.decode("utf-8", "replace")
+        self._event(
+            "message",
+            f"message from {who}: {text}",
+            sender,
+            sender_pid=message.sender_pid,
+            data=text,
+        )
 
     # ------------------------------------------------------------------ control (gproc ctl)
 
