@@ -223,18 +223,22 @@ class ManagerCore(Generic[P]):
 
     def _send_op(
         self, data: bytes | str, group: str = "", *, timeout: float | None = 5.0
-    ) -> Op[None]:
+    ) -> Op[dict[int, Exception]]:
         """Send ``data`` to every listed process, concurrently (one ``timeout`` for all).
 
-        Every process is tried; then, if any failed (not started, exited, not receiving, queue
-        full...), :class:`~gproc.ManyErrors` holds one error per failed process, each with its
-        pid. Nothing is ignored.
+        Every process is tried. Returns the failures, ``{pid: error}`` (exited, not receiving,
+        queue full...; each error carries its pid): empty when every process queued the message.
+        A broadcast that reaches some processes is normal, so failures are returned rather than
+        raised, but never hidden: GoFrame's ``Manager.Send`` drops them.
         """
         procs = self.processes()
         ops = [proc._send_op(data, group, timeout=timeout) for proc in procs]
         outcomes = yield from gather(ops)
-        errors = [outcome for outcome in outcomes if isinstance(outcome, Exception)]
-        _raise_many(f"send to group {group!r}", len(procs), errors)
+        return {
+            proc.pid: outcome
+            for proc, outcome in zip(procs, outcomes, strict=True)
+            if isinstance(outcome, Exception) and proc.pid is not None
+        }
 
     def _send_to_op(
         self, pid: int, data: bytes | str, group: str = "", *, timeout: float | None = 5.0

@@ -179,7 +179,8 @@ def messaging() -> None:
         for child in children:
             answer = gproc.request(child.pid or 0, f"are you there, {child.pid}?", "ask")
             print(f"request to {child.pid} -> reply {answer.decode()!r}")
-        manager.send(b"bye", "ctl")  # broadcast; a failure for any pid would raise ManyErrors
+        failures = manager.send(b"bye", "ctl")  # broadcast: {pid: error} for any that failed
+        assert not failures, failures
         codes = manager.wait_all(timeout=10)
         print(f"broadcast 'bye'; the children exited with {list(codes.values())}")
     try:
