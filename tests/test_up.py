@@ -134,14 +134,18 @@ def test_grace_then_sigkill(tmp_path: Path, up) -> None:
 
 
 def test_stop_signal_per_service(tmp_path: Path, up) -> None:
-    procfile(tmp_path, "web: $SERVICE serve\n", toml='[web]\nstop_signal = "SIGINT"\n')
-    run = up("--json")
-    run.wait_for(r'"line": "ready web\.1')
+    procfile(
+        tmp_path,
+        "web: $SERVICE report\nworker: $SERVICE report\n",
+        toml='[web]\nstop_signal = "SIGINT"\n',
+    )
+    run = up()
+    run.wait_for(r"web\.1 +\| ready")
+    run.wait_for(r"worker\.1 +\| ready")
     run.signal(signal.SIGTERM)
     assert run.finish() == 0
-    exited = next(e for e in run.events() if e["event"] == "exited")
-    # SIGINT raises KeyboardInterrupt in Python: status 1 or killed by SIGINT, not SIGTERM.
-    assert exited["signal"] != "SIGTERM"
+    assert text_lines(run, "web.1")[-1] == "got SIGINT"
+    assert text_lines(run, "worker.1")[-1] == "got SIGTERM"
 
 
 # ------------------------------------------------------------------ restart policies

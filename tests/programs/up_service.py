@@ -7,6 +7,7 @@ wait for it before it acts.
 - ``exit N``: exit with status N.
 - ``env NAME...``: print NAME=value for each, then run until signalled.
 - ``stubborn``: ignore SIGTERM (only SIGKILL ends it).
+- ``report``: on SIGTERM or SIGINT, print ``got <SIGNAME>`` and exit 0.
 - ``tree``: start a grandchild in our process group and one in a session of its own, print
   ``tree <pid> <pid>`` once both run, then run until signalled.
 - ``crash``: print to stdout and stderr, then an unfinished line, then exit 1.
@@ -36,6 +37,14 @@ def main() -> None:
     mode = sys.argv[1]
     if mode == "stubborn":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if mode == "report":
+
+        def report(signum: int, frame: object) -> None:
+            print(f"got {signal.Signals(signum).name}", flush=True)
+            sys.exit(0)
+
+        signal.signal(signal.SIGTERM, report)
+        signal.signal(signal.SIGINT, report)
     if mode == "tree":
         sleeper = [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(600)"]
         same = subprocess.Popen(sleeper, stdout=subprocess.PIPE)
