@@ -122,6 +122,20 @@ def test_second_ctrl_c_skips_the_grace_period(tmp_path: Path, up) -> None:
     assert wait_gone(pid)
 
 
+def test_ctrl_c_during_a_failure_shutdown_skips_the_grace_period(tmp_path: Path, up) -> None:
+    procfile(
+        tmp_path,
+        "web: $SERVICE stubborn web-ready\nbad: $SERVICE exit 3 web-ready\n",
+        toml="grace = 60\n",
+    )
+    run = up("--json")
+    run.wait_for(r'"event": "stopping"')
+    run.signal(signal.SIGINT)
+    assert run.finish() == 3  # the failing service's status, not the interruption's
+    exited = {e["name"]: e["signal"] for e in run.events() if e["event"] == "exited"}
+    assert exited["web.1"] == "SIGKILL"
+
+
 def test_grace_then_sigkill(tmp_path: Path, up) -> None:
     procfile(tmp_path, "web: $SERVICE stubborn\nok: $SERVICE serve\n")
     run = up("--grace", "0.3", "--json")

@@ -4,9 +4,9 @@ Every mode first prints ``ready <GPROC_SERVICE> pid=<pid> port=<PORT>`` (flushed
 wait for it before it acts.
 
 - ``serve``: run until signalled.
-- ``exit N``: exit with status N.
+- ``exit N [FILE]``: exit with status N (once FILE exists, when given).
 - ``env NAME...``: print NAME=value for each, then run until signalled.
-- ``stubborn``: ignore SIGTERM (only SIGKILL ends it).
+- ``stubborn [FILE]``: ignore SIGTERM (only SIGKILL ends it); create FILE once it does.
 - ``report``: on SIGTERM or SIGINT, print ``got <SIGNAME>`` and exit 0.
 - ``tree``: start a grandchild in our process group and one in a session of its own, print
   ``tree <pid> <pid>`` once both run, then run until signalled.
@@ -37,6 +37,8 @@ def main() -> None:
     mode = sys.argv[1]
     if mode == "stubborn":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if len(sys.argv) > 2:
+            open(sys.argv[2], "w").close()
     if mode == "report":
 
         def report(signum: int, frame: object) -> None:
@@ -55,6 +57,9 @@ def main() -> None:
         print(f"tree {same.pid} {alone.pid}", flush=True)
     ready()
     if mode == "exit":
+        if len(sys.argv) > 3:
+            while not os.path.exists(sys.argv[3]):  # a handshake with another service
+                time.sleep(0.01)
         sys.exit(int(sys.argv[2]))
     if mode == "env":
         for name in sys.argv[2:]:

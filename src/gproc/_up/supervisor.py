@@ -41,6 +41,8 @@ __all__ = ["DEFAULT_GRACE", "Copy", "Supervisor"]
 DEFAULT_GRACE = 5.0
 #: Bytes read from an output pipe per wake-up.
 READ_SIZE = 64 * 1024
+#: The most read from a pipe after its process exited (what it left there, not a stream).
+DRAIN_LIMIT = 4 << 20
 #: Lines of a copy's output kept to quote when it is declared failed.
 TAIL_LINES = 10
 #: Exit status reported when a service could not be started at all (as a shell reports).
@@ -129,7 +131,7 @@ class Supervisor:
         self._shutting_down = False
         self._status = 0
         self._done: asyncio.Future[None] | None = None
-        #: Stops in progress during shutdown; cancelled by a second Ctrl+C to skip the grace.
+        #: Ctrl+C / SIGTERM / SIGHUP received so far (the second one skips the grace period).
         self._signals_seen = 0
 
     @property
@@ -184,7 +186,9 @@ class Supervisor:
     def on_signal(self, sig: int) -> None:
         """Ctrl+C, SIGTERM or SIGHUP: stop everything; a second one skips the grace period."""
         self._signals_seen += 1
-        if self._signals_seen == 1:
+        # A signal during a shutdown that a service started (crash loop, restart = "no") is the
+        # user's impatience too: it skips the grace period like a second Ctrl+C.
+        if self._signals_seen == 1 and not self._shutting_down:
             name = "Ctrl+C" if sig == signal.SIGINT else signal_name(sig)
             self.shutdown(f"{name} received", 0, reason="signal", signal=signal_name(sig))
         else:
@@ -243,7 +247,7 @@ class Supervisor:
                 stdout=write_fd,
                 stderr=write_fd,
             )
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the environment
             os.close(read_fd)
             self._event(
                 "exited",
@@ -306,13 +310,16 @@ class Supervisor:
     def _drain_output(self, copy: Copy) -> None:
         """Read what the copy left in its pipe, then close it: its last lines are never lost."""
         fd = copy.out_fd
-        while fd is not None:
+        moved = 0
+        # Bounded: a descendant that escaped the group could otherwise keep us here forever.
+        while fd is not None and moved < DRAIN_LIMIT:
             try:
                 data = os.read(fd, READ_SIZE)
             except BlockingIOError:
                 break
             if not data:
                 break
+            moved += len(data)
             self._lines(copy, copy.splitter.feed(data))
         self._close_output(copy)
 
