@@ -174,7 +174,7 @@ def test_restart_on_failure_with_backoff_then_crash_loop(tmp_path: Path, up) -> 
     run = up("--json")
     assert run.finish() == 1
     events = run.events()
-    worker = [e for e in events if e.get("name") == "worker.1" and e["event"] != "output"]
+    worker = run.lifecycle("worker.1")
     assert [e["event"] for e in worker] == [
         "started",
         "exited",
@@ -203,7 +203,7 @@ def test_on_failure_leaves_a_clean_exit_down(tmp_path: Path, up) -> None:
     )
     run = up("--json")
     assert run.finish() == 0  # every service finished: nothing left to supervise
-    kinds = [e["event"] for e in run.events() if e["event"] != "output"]
+    kinds = [e["event"] for e in run.lifecycle()]
     assert "restarting" not in kinds
     assert kinds.count("exited") == 2
     assert run.events()[-1]["message"] == "all services stopped (exit status 0)"
@@ -217,8 +217,7 @@ def test_restart_always_restarts_a_clean_exit(tmp_path: Path, up) -> None:
     )
     run = up("--json")
     assert run.finish() == 1
-    kinds = [e["event"] for e in run.events() if e["event"] != "output"]
-    assert kinds == [
+    assert [e["event"] for e in run.lifecycle()] == [
         *("started", "exited", "restarting", "started", "exited", "failed"),
         *("stopping", "stopped"),
     ]

@@ -89,6 +89,14 @@ class Up:
     def events(self) -> list[dict[str, object]]:
         return [json.loads(line) for line in self.lines if line.startswith("{")]
 
+    def lifecycle(self, name: str | None = None) -> list[dict[str, object]]:
+        """The ``--json`` events other than output lines, of copy ``name`` or of all."""
+        return [
+            e
+            for e in self.events()
+            if e["event"] != "output" and (name is None or e.get("name") == name)
+        ]
+
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
