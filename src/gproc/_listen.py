@@ -110,10 +110,11 @@ class _Hub:
         self.running: list[_Job] = []
 
     def notify_followers(self) -> None:
+        # Poke under the lock: a follower removes its pipe under the same lock before closing it,
+        # so we never write to a closed (or meanwhile reused) descriptor. The writes never block.
         with self.lock:
-            watchers = list(self.watchers)
-        for fd in watchers:
-            _poke(fd, 1)
+            for fd in self.watchers:
+                _poke(fd, 1)
 
     def close(self) -> None:
         for fd in (self.record_r, self.record_w, self.nudge_r, self.nudge_w):

@@ -201,14 +201,8 @@ def shell_exec(
     if input is not None and not isinstance(input, (str, bytes, bytearray, memoryview)):
         raise TypeError(f"input= takes str or bytes, not {type(input).__name__}")
     capture = Capture()
-    plumbing = Plumbing()
-    try:
-        plumbing.add_input(DEVNULL if input is None else input)
-        plumbing.add_output("stdout", capture)
-        plumbing.popen_args["stderr"] = STDOUT
-    except BaseException:
-        plumbing.close()
-        raise
+    # stderr=STDOUT: one pipe for both, so the output keeps the order it was written in.
+    plumbing = Plumbing.connect(DEVNULL if input is None else input, capture, STDOUT)
     outcome = yield from _run_command(cmd, plumbing, env=env, cwd=cwd, timeout=timeout, grace=grace)
     output = capture.text()
     if outcome.timed_out or (check and outcome.returncode != 0):
