@@ -316,6 +316,24 @@ def _await_ack(channel: _Channel, seq: int, deadline: float | None) -> Op[int | 
             raise proto.ProtocolError(f"unexpected frame kind {kind:#04x} while awaiting an ack")
 
 
+def _read_ack(channel: _Channel, seq: int) -> int | None:
+    """After a readiness wait: ACK_OK when what arrived is exactly the ack of ``seq`` (compared
+    as bytes: cheaper than decoding); otherwise None, with whatever did arrive handed to the
+    decoder, for :func:`_await_ack` to judge."""
+    try:
+        data = channel.sock.recv(_RECV_CHUNK)
+    except BlockingIOError:
+        return None
+    except ConnectionResetError:
+        raise _PeerGone(unsent=False) from None
+    if data == proto.ack(proto.ACK_OK, seq):
+        return proto.ACK_OK
+    if not data:
+        raise _PeerGone(unsent=False)
+    channel.frames.extend(channel.decoder.feed(data))
+    return None
+
+
 def _await_reply(channel: _Channel, seq: int, deadline: float | None) -> Op[bytes | None]:
     while True:
         frame = yield from _next_frame(channel, deadline)
@@ -401,7 +419,17 @@ def _exchange(
                             group=group,
                         )
                 channel.prefix = b""
-                status = yield from _await_ack(channel, seq, deadline)
+                status = None
+                # The fast path of the usual round trip: one wait, one read, and what arrives is
+                # exactly this message's ack.
+                if (
+                    not channel.frames
+                    and channel.decoder.idle()
+                    and (yield Wait(readable=(channel.fd,), deadline=deadline))
+                ):
+                    status = _read_ack(channel, seq)
+                if status is None:
+                    status = yield from _await_ack(channel, seq, deadline)
                 if status is None:
                     raise NotReceiving(
                         f"pid {target} did not acknowledge the message within {timeout}s "
