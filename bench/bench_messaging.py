@@ -6,7 +6,10 @@ Every figure is measured in this run, with both processes pinned to one CPU
 - round trip: one message, wait for its acknowledgement, next message (``gproc.send``) against a
   raw Python request/ack loop over AF_UNIX with 4-byte length-prefixed frames. The receiving
   process has a thread blocked in ``receive()`` (each message is handed from the listener thread
-  to it); the figure with a receiver that drains its inbox in batches is printed beside it;
+  to it), and so does the raw receiver (a consumer thread blocked on a ``queue.SimpleQueue``, the
+  cheapest stdlib hand-off): both sides do the same work. Printed beside it: both receivers
+  draining their inbox in batches (no thread hand-off per message), and the raw receiver that
+  drops each message instead of handing it on (the strictest reference);
 - pipelined: ``gproc.aio.send_many`` (acks batched, many in flight) against a raw one-way stream
   of the same frames (no acks at all);
 - GoFrame: what GoFrame's Send/Receive do per message, in Python: read the receiver's port file,
@@ -32,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import Client, Listener
 
@@ -65,14 +69,41 @@ def _accept_one(path: str) -> socket.socket:
     return conn
 
 
-def serve_raw_ack(path: str) -> None:
+def serve_raw_ack(path: str, mode: str = "drop") -> None:
+    """The raw reference receiver. ``drop``: the message is read and thrown away. ``blocking``
+    and ``batch`` hand it on the way gproc's receiver does in the same mode, with the cheapest
+    stdlib means: a ``queue.SimpleQueue`` that a consumer thread blocks on, or a deque that the
+    application empties every few milliseconds."""
     conn = _accept_one(path)
     head = bytearray(4)
     body = bytearray(BIG + 16)
+    hand_on: Callable[[bytes], None] | None = None
+    if mode == "blocking":
+        handoff: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        hand_on = handoff.put
+
+        def consume() -> None:
+            while True:
+                handoff.get()
+
+        threading.Thread(target=consume, daemon=True).start()
+    elif mode == "batch":
+        inbox: deque[bytes] = deque()
+        hand_on = inbox.append
+
+        def drain() -> None:
+            while True:
+                time.sleep(0.005)
+                while inbox:
+                    inbox.popleft()
+
+        threading.Thread(target=drain, daemon=True).start()
     try:
         while True:
             (size,) = LEN.unpack(_recv_exact(conn, 4, head))
             data = bytes(_recv_exact(conn, size, body))
+            if hand_on is not None:
+                hand_on(data)
             del data
             conn.sendall(b"k")
     except EOFError:
@@ -240,9 +271,9 @@ class Contender:
         self.server.close()
 
 
-def raw_contender(tmp: str, size: int) -> Contender:
+def raw_contender(tmp: str, size: int, mode: str = "drop") -> Contender:
     path = _path(tmp, "raw")
-    server = Server("raw_ack", path)
+    server = Server("raw_ack", path, mode)
     sock = socket.socket(socket.AF_UNIX)
     sock.connect(path)
     data = os.urandom(size)
@@ -415,7 +446,9 @@ def main() -> bool:
             for size, count in ((SMALL, 2000), (BIG, 100)):
                 label = "64 B" if size == SMALL else "1 MiB"
                 contenders = {
-                    "raw": raw_contender(tmp, size),
+                    "raw": raw_contender(tmp, size, "blocking"),
+                    "raw_batch": raw_contender(tmp, size, "batch"),
+                    "raw_drop": raw_contender(tmp, size, "drop"),
                     "ours": gproc_contender(size, "batch"),
                     "blocking": gproc_contender(size, "blocking"),
                     "goframe": goframe_contender(tmp, size),
@@ -426,13 +459,15 @@ def main() -> bool:
                 finally:
                     for contender in contenders.values():
                         contender.close()
-                raw, ours, batch = best["raw"], best["blocking"], best["ours"]
+                raw, ours, batch = best["raw_drop"], best["blocking"], best["ours"]
                 gf, mp = best["goframe"], best["mp"]
+                # Judged against the issue's reference as written: a plain request/ack loop whose
+                # receiver drops each message. The like-for-like pairs below are information.
                 ratio = ours / raw
                 good = ratio <= 1.5
                 ok &= good
                 line(
-                    f"send() round trip {label} vs raw AF_UNIX",
+                    f"send() round trip {label} vs raw request/ack",
                     f"{ours * 1e6:.1f} us",
                     f"{raw * 1e6:.1f} us",
                     ratio,
@@ -440,10 +475,18 @@ def main() -> bool:
                     good,
                 )
                 line(
-                    f"  same, receiver draining in batches {label}",
+                    f"  same, raw receiver also hands off {label}",
+                    f"{ours * 1e6:.1f} us",
+                    f"{best['raw'] * 1e6:.1f} us",
+                    ours / best["raw"],
+                    "(info)",
+                    None,
+                )
+                line(
+                    f"  same, receivers draining in batches {label}",
                     f"{batch * 1e6:.1f} us",
-                    f"{raw * 1e6:.1f} us",
-                    batch / raw,
+                    f"{best['raw_batch'] * 1e6:.1f} us",
+                    batch / best["raw_batch"],
                     "(info)",
                     None,
                 )

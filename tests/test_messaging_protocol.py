@@ -150,3 +150,28 @@ def test_any_chunking_yields_the_same_frames(items, cuts: list[int]) -> None:
     assert decoded == [
         (kind, seq, group.encode(), data) for seq, (kind, group, data) in enumerate(items, 1)
     ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=120))
+def test_lone_message_agrees_with_the_decoder(stream: bytes) -> None:
+    # The receiver's shortcut for "this read is exactly one message" must accept exactly what the
+    # decoder would return as one MESSAGE frame (and that parse_message accepts), nothing else.
+    lone = proto.lone_message(memoryview(stream), len(stream))
+    try:
+        frames, decoder = decode_all(stream, [])
+        whole = decoder.buffered() == 0 and len(frames) == 1 and frames[0][0] == proto.MESSAGE
+        expected = proto.parse_message(frames[0][1]) if whole else None
+    except proto.ProtocolError:
+        expected = None
+    assert lone == expected
+
+
+def test_lone_message_takes_one_message_only() -> None:
+    frame = proto.message_head(proto.MESSAGE, 3, b"g", 2) + b"hi"
+    assert proto.lone_message(memoryview(frame), len(frame)) == (3, b"g", b"hi")
+    two = frame + frame
+    assert proto.lone_message(memoryview(two), len(two)) is None  # two frames: the decoder's job
+    assert proto.lone_message(memoryview(frame), len(frame) - 1) is None  # incomplete
+    request = proto.message_head(proto.REQUEST, 3, b"g", 2) + b"hi"
+    assert proto.lone_message(memoryview(request), len(request)) is None

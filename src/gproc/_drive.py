@@ -141,7 +141,8 @@ def run_sync(op: Op[T]) -> T:
     try:
         wait = next(op)
         while True:
-            _check(wait)
+            if wait.deadline is None and not wait.readable and not wait.writable:
+                _check(wait)  # (inlined test: this loop runs once per message sent)
             try:
                 ready = _poll_once(wait)
             except BaseException as interruption:  # KeyboardInterrupt, SystemExit from a handler

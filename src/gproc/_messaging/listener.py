@@ -247,6 +247,11 @@ class Listener:
             if count == 0:
                 self._close(conn)
                 return
+            if conn.hello and decoder.idle():
+                lone = proto.lone_message(scratch_view, count)
+                if lone is not None:
+                    self._handle_lone(conn, *lone)
+                    return
             frames = decoder.feed(scratch_view[:count])
         if frames:
             self._handle(conn, frames)
@@ -268,31 +273,51 @@ class Listener:
         finally:
             sock.setblocking(False)
 
+    def _offer(
+        self, conn: _Conn, kind: int, seq: int, raw_group: bytes, data: bytes
+    ) -> tuple[str, bool | None]:
+        """Queue one message: ``(group, True)``; its queue is full: ``(group, False)``; a message
+        to ignore: ``(group, None)``."""
+        if len(data) > self.max_message:
+            raise proto.ProtocolError("message over the announced limit")
+        group = self._group_names.get(raw_group)
+        if group is None:
+            group = proto.decode_group(raw_group)
+            if len(self._group_names) < 4096:
+                self._group_names[raw_group] = group
+        if seq != conn.expected:
+            # Sent after a message we refused as FULL: the sender resends from there.
+            return group, None
+        replier = self._replier(conn, seq) if kind == proto.REQUEST else None
+        if self.queues.put(Message(conn.pid, self.pid, group, data, replier)):
+            conn.expected = seq + 1
+            return group, True
+        return group, False
+
+    def _handle_lone(self, conn: _Conn, seq: int, raw_group: bytes, data: bytes) -> None:
+        """:meth:`_handle` for the commonest read of all: exactly one message."""
+        group, queued = self._offer(conn, proto.MESSAGE, seq, raw_group, data)
+        if queued is None:
+            return
+        try:
+            self._write(conn, proto.ack(proto.ACK_OK if queued else proto.ACK_FULL, seq))
+        finally:
+            if queued:
+                self.queues.wake((group,))
+
     def _handle(self, conn: _Conn, frames: list[tuple[int, proto.Payload]]) -> None:
         ok_seq = 0
-        put = self.queues.put
         woken: set[str] = set()
         for kind, payload in frames:
             if kind in (proto.MESSAGE, proto.REQUEST):
                 if not conn.hello:
                     raise proto.ProtocolError("message before hello")
                 seq, raw_group, data = proto.parse_message(payload)
-                if len(data) > self.max_message:
-                    raise proto.ProtocolError("message over the announced limit")
-                group = self._group_names.get(raw_group)
-                if group is None:
-                    group = proto.decode_group(raw_group)
-                    if len(self._group_names) < 4096:
-                        self._group_names[raw_group] = group
-                if seq != conn.expected:
-                    # Sent after a message we refused as FULL: the sender resends from there.
-                    continue
-                replier = self._replier(conn, seq) if kind == proto.REQUEST else None
-                if put(Message(conn.pid, self.pid, group, data, replier)):
-                    conn.expected = seq + 1
+                group, queued = self._offer(conn, kind, seq, raw_group, data)
+                if queued:
                     ok_seq = seq
                     woken.add(group)
-                else:
+                elif queued is not None:
                     # FULL(seq) also acknowledges everything before seq.
                     ok_seq = 0
                     self._write(conn, proto.ack(proto.ACK_FULL, seq))

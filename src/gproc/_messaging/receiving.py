@@ -59,7 +59,9 @@ def messages(group: str = "", *, timeout: float | None = None) -> Iterator[Messa
     passes without one: ``ReceiveTimeout``)."""
     _check(group, timeout)
     while True:
-        yield receive(group, timeout=timeout)
+        # receive() without its argument checks, done once above (this loop is per message).
+        listener.ensure_listening()
+        yield listener.queues.get_sync(group, timeout)
 
 
 async def messages_async(

@@ -286,12 +286,12 @@ def _connect(pid: int, group: str, deadline: float | None, timeout: float | None
 
 
 def _frame(
-    channel: _Channel, kind: int, seq: int, group: bytes, payload: bytes | memoryview
+    channel: _Channel, kind: int, seq: int, group: bytes, payload: bytes | memoryview, size: int
 ) -> list[bytes | memoryview]:
-    head = proto.message_head(kind, seq, group, len(payload))
+    head = proto.message_head(kind, seq, group, size)
     if channel.prefix:
         head = channel.prefix + head
-    if len(payload) < _JOIN_BELOW:
+    if size < _JOIN_BELOW:
         return [head + payload]
     return [head, payload]
 
@@ -314,6 +314,24 @@ def _await_ack(channel: _Channel, seq: int, deadline: float | None) -> Op[int | 
             return proto.ACK_OK
         else:
             raise proto.ProtocolError(f"unexpected frame kind {kind:#04x} while awaiting an ack")
+
+
+def _read_ack(channel: _Channel, seq: int) -> int | None:
+    """After a readiness wait: ACK_OK when what arrived is exactly the ack of ``seq`` (compared
+    as bytes: cheaper than decoding); otherwise None, with whatever did arrive handed to the
+    decoder, for :func:`_await_ack` to judge."""
+    try:
+        data = channel.sock.recv(_RECV_CHUNK)
+    except BlockingIOError:
+        return None
+    except ConnectionResetError:
+        raise _PeerGone(unsent=False) from None
+    if data == proto.ack(proto.ACK_OK, seq):
+        return proto.ACK_OK
+    if not data:
+        raise _PeerGone(unsent=False)
+    channel.frames.extend(channel.decoder.feed(data))
+    return None
 
 
 def _await_reply(channel: _Channel, seq: int, deadline: float | None) -> Op[bytes | None]:
@@ -351,12 +369,13 @@ def _exchange(
 ) -> Op[bytes | None]:
     target = _check_pid(pid)
     payload = proto.to_payload(data)
+    size = len(payload)
     raw_group = proto.group_bytes(group)
     assert isinstance(group, str)
     deadline = _deadline(timeout)
-    if len(payload) > proto.MAX_PAYLOAD - proto.MAX_GROUP_BYTES - 16:
+    if size > proto.MAX_PAYLOAD - proto.MAX_GROUP_BYTES - 16:
         raise MessageTooLarge(
-            f"message of {len(payload)} bytes is too large for the wire format",
+            f"message of {size} bytes is too large for the wire format",
             pid=target,
             group=group,
         )
@@ -366,10 +385,10 @@ def _exchange(
     while True:
         if channel is None:
             channel = yield from _connect(target, group, deadline, timeout)
-        if len(payload) > channel.max_message:
+        if size > channel.max_message:
             _give_back(channel)
             raise MessageTooLarge(
-                f"message of {len(payload)} bytes exceeds pid {target}'s limit of "
+                f"message of {size} bytes exceeds pid {target}'s limit of "
                 f"{channel.max_message} bytes; nothing was sent",
                 pid=target,
                 group=group,
@@ -380,10 +399,10 @@ def _exchange(
             while True:
                 seq = channel.seq + 1
                 settled = False
-                if len(payload) >= _JOIN_BELOW and not channel.big:
+                if size >= _JOIN_BELOW and not channel.big:
                     channel.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SNDBUF)
                     channel.big = True
-                for index, part in enumerate(_frame(channel, kind, seq, raw_group, payload)):
+                for index, part in enumerate(_frame(channel, kind, seq, raw_group, payload, size)):
                     # First try: usually the whole frame fits and no wait is needed.
                     try:
                         sent = channel.sock.send(part, socket.MSG_NOSIGNAL)
@@ -401,7 +420,17 @@ def _exchange(
                             group=group,
                         )
                 channel.prefix = b""
-                status = yield from _await_ack(channel, seq, deadline)
+                status = None
+                # The fast path of the usual round trip: one wait, one read, and what arrives is
+                # exactly this message's ack.
+                if (
+                    not channel.frames
+                    and channel.decoder.idle()
+                    and (yield Wait(readable=(channel.fd,), deadline=deadline))
+                ):
+                    status = _read_ack(channel, seq)
+                if status is None:
+                    status = yield from _await_ack(channel, seq, deadline)
                 if status is None:
                     raise NotReceiving(
                         f"pid {target} did not acknowledge the message within {timeout}s "
