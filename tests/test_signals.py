@@ -311,6 +311,26 @@ def test_cli_spawn_stops_every_copy_on_a_shutdown_signal_and_says_why(sig: int, 
     assert all(gone(pid) for pid in pids)
 
 
+def test_cli_spawn_sigterm_while_copies_are_still_starting_leaves_none_running() -> None:
+    # Before spawn listens, SIGTERM must still unwind through the Manager and stop every copy
+    # started so far (the default action would end spawn and orphan them).
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "gproc", "spawn", "-n", "200", "--grace", "1", "exec sleep 60"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    with cli:
+        spawner = psutil.Process(cli.pid)
+        while not spawner.children():  # the first copy exists: starting is under way
+            pass
+        cli.send_signal(TERM)
+        _, err = cli.communicate(timeout=30)
+    assert cli.returncode == 143, err
+    assert "SIGTERM: stopped every copy" in err
+    assert "Traceback" not in err
+
+
 # ------------------------------------------------------------------ in this process
 
 

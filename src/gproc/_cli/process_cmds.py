@@ -68,6 +68,19 @@ class LinePrefixer:
 def _spawn(args: argparse.Namespace) -> int:
     if args.n < 1:
         raise ValueError(f"-n takes a count >= 1, not {args.n}")
+    # Until listen() takes over, SIGTERM's default action would end us at once and orphan the
+    # copies started so far. Record it instead (raising from the handler could land inside a
+    # Popen, between the fork and the moment the child is known); the start loop and the
+    # listening hook look at the record. (Ctrl+C is covered by KeyboardInterrupt.)
+    pending: list[int] = []
+    previous = _signal.signal(_signal.SIGTERM, lambda signum, frame: pending.append(signum))
+    try:
+        return _spawn_copies(args, pending)
+    finally:
+        _signal.signal(_signal.SIGTERM, previous)
+
+
+def _spawn_copies(args: argparse.Namespace, pending: list[int]) -> int:
     cmd = _command_line(args)
     env = _env(args)
     sinks: list[LinePrefixer] = []
@@ -75,13 +88,19 @@ def _spawn(args: argparse.Namespace) -> int:
     stdin = None if args.n == 1 else DEVNULL
     with Manager(grace=args.grace) as manager:
         for index in range(args.n):
+            if pending:
+                break  # SIGTERM while starting: leaving the `with` stops the copies started
             sink = LinePrefixer(sys.stdout)
             proc = manager.new_command(
                 cmd, {**env, INDEX_ENV: str(index)}, stdin=stdin, stdout=sink, stderr=sink
             )
             sink.prefix = f"[{index} {proc.start()}] "
             sinks.append(sink)
-        codes, stopped_by = _wait_or_shutdown(manager, args.grace)
+        if pending:
+            codes: dict[int, int | None] = {}
+            stopped_by: _signal.Signals | None = _signal.Signals(pending[0])
+        else:
+            codes, stopped_by = _wait_or_shutdown(manager, args.grace, pending)
     for sink in sinks:
         sink.finish()
     failed = 0
@@ -101,7 +120,7 @@ def _spawn(args: argparse.Namespace) -> int:
 
 
 def _wait_or_shutdown(
-    manager: Manager, grace: float
+    manager: Manager, grace: float, pending: list[int]
 ) -> tuple[dict[int, int | None], _signal.Signals | None]:
     """Wait for every copy to exit, or for a shutdown signal that stops them all (with the grace
     policy) first. Returns the exit codes and the signal, if one ended it."""
@@ -123,9 +142,15 @@ def _wait_or_shutdown(
     n = len(manager)
 
     def listening() -> None:
+        if pending:  # SIGTERM came after the start loop but before listen was in place
+            stop_listening()
+            return
         print(f"gproc: {n} running; Ctrl+C or SIGTERM stops them all", file=sys.stderr, flush=True)
 
     stopped_by = run_sync(listen_op(on_listening=listening))
+    if stopped_by is None and pending:
+        stopped_by = _signal.Signals(pending[0])
+        manager.terminate_all(grace)
     # After a shutdown the copies are gone (or SIGKILLed): the wait ends promptly.
     waiter.join()
     if failure:
