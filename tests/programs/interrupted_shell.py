@@ -23,8 +23,5 @@ try:
         while True:
             gproc.shell_exec("true")
 except KeyboardInterrupt:
-    import traceback
-
-    traceback.print_exc()
     print("interrupted", flush=True)
     sys.exit(130)
