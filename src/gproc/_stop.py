@@ -27,6 +27,7 @@ from typing import Literal, Protocol
 
 import psutil
 
+from . import _procfs
 from ._drive import Op, Wait
 from ._spawn import open_pidfd
 
@@ -79,40 +80,14 @@ class StopTarget(Protocol):
 
 
 def _parent_map() -> dict[int, list[int]]:
-    """ppid -> child pids, from one scan of the process table.
-
-    On Linux this reads ``/proc/<pid>/stat`` once per process (a tenth of what psutil's generic
-    iteration costs, which matters with a thousand children); elsewhere psutil does it.
-    """
+    """ppid -> child pids, from one scan of the process table (``/proc`` where there is one)."""
+    if _procfs.available():
+        return _procfs.parent_map()
     children: dict[int, list[int]] = {}
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        entries = []
-    if not entries or "self" not in entries:
-        for proc in psutil.process_iter(["ppid"]):
-            parent = proc.info.get("ppid")
-            if parent is not None:
-                children.setdefault(parent, []).append(proc.pid)
-        return children
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            fd = os.open(f"/proc/{entry}/stat", os.O_RDONLY)
-        except OSError:  # gone since listdir, or not readable
-            continue
-        try:
-            # The head is enough: pid, (comm: at most 16 bytes), state, ppid.
-            stat = os.read(fd, 256)
-        except OSError:
-            continue
-        finally:
-            os.close(fd)
-        # The command name may contain spaces and parentheses: fields follow the last ')'.
-        fields = stat[stat.rfind(b")") + 2 :].split(b" ", 2)
-        if len(fields) >= 2:
-            children.setdefault(int(fields[1]), []).append(int(entry))
+    for proc in psutil.process_iter(["ppid"]):
+        parent = proc.info.get("ppid")
+        if parent is not None:
+            children.setdefault(parent, []).append(proc.pid)
     return children
 
 

@@ -17,10 +17,9 @@ from .._errors import GprocError, ReceiveTimeout
 from .._messaging import sender
 from .._messaging.message import Message
 from .._messaging.receiving import receive, start_receiving
-from .._messaging.runtime_dir import pid_of, proc_start_ticks, runtime_dir
-
-#: Exit status when no message came in time, as timeout(1) uses.
-EXIT_TIMEOUT = 124
+from .._messaging.runtime_dir import pid_of, runtime_dir
+from .._procfs import start_ticks
+from .shell_cmds import EXIT_TIMEOUT
 
 
 def register(subparsers: Any) -> None:
@@ -116,7 +115,7 @@ def receivers() -> list[dict[str, Any]]:
     found = []
     for name in sorted(os.listdir(directory), key=lambda n: (len(n), n)):
         pid = pid_of(name)
-        if pid is None or proc_start_ticks(pid) is None:
+        if pid is None or start_ticks(pid) is None:
             continue  # not ours, or a stale file of a process that is gone
         try:
             groups = run_sync(sender.status(pid, timeout=1.0))

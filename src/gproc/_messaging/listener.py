@@ -29,10 +29,11 @@ from collections import deque
 from collections.abc import Callable
 
 from .._errors import ConnectionLost, MessageTooLarge
+from .._procfs import start_ticks
 from . import protocol as proto
 from .message import Message
 from .queues import DEFAULT_MAX_BYTES, DEFAULT_MAX_COUNT, GroupQueues
-from .runtime_dir import proc_start_ticks, runtime_dir, socket_path
+from .runtime_dir import runtime_dir, socket_path
 
 __all__ = ["Listener", "current", "ensure_listening", "queues", "stop"]
 
@@ -71,7 +72,7 @@ class Listener:
 
     def __init__(self, queues: GroupQueues, max_message: int) -> None:
         self.pid = os.getpid()
-        ticks = proc_start_ticks(self.pid)
+        ticks = start_ticks(self.pid)
         assert ticks is not None
         self.start_ticks = ticks
         self.max_message = max_message

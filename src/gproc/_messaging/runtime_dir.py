@@ -6,14 +6,13 @@ by another uid, or is writable by group or others: whoever can write there could
 that impersonates a receiver (the sender checks the peer's credentials too, see sender.py).
 
 Each receiving process has one socket, ``<pid>.sock``. A pid alone is not an identity (pids are
-reused), so the receiver also announces its *start time* (``/proc/<pid>/stat`` field 22, clock
-ticks since boot, as psutil uses) and a sender compares it with the start time of the pid it
+reused), so the receiver also announces its *start time* (``_procfs.start_ticks``: clock ticks since
+boot, as psutil uses) and a sender compares it with the start time of the pid it
 means.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 import tempfile
@@ -23,7 +22,6 @@ from .._errors import MessagingError, UnsafeRuntimeDir
 __all__ = [
     "RUNTIME_DIR_ENV",
     "UnsafeRuntimeDir",
-    "proc_start_ticks",
     "runtime_dir",
     "socket_path",
 ]
@@ -95,23 +93,3 @@ def pid_of(name: str) -> int | None:
         return None
     digits = name[: -len(SUFFIX)]
     return int(digits) if digits.isdigit() else None
-
-
-def proc_start_ticks(pid: int) -> int | None:
-    """Start time of ``pid`` in clock ticks since boot; ``None`` if it is gone (or a zombie).
-
-    ``/proc/<pid>/stat`` holds the command name in parentheses, which may contain anything, so
-    the fields are counted from the *last* ``)``.
-    """
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read()
-    except OSError as exc:
-        if exc.errno in (errno.ENOENT, errno.ESRCH):
-            return None
-        raise
-    fields = raw[raw.rindex(b")") + 2 :].split()
-    # fields[0] is field 3 (state); field 22 (starttime) is fields[19].
-    if fields[0] in (b"Z", b"X"):
-        return None
-    return int(fields[19])

@@ -43,9 +43,10 @@ from .._errors import (
     QueueFull,
     ReceiveTimeout,
 )
+from .._procfs import start_ticks
 from . import protocol as proto
 from .listener import peer_credentials
-from .runtime_dir import proc_start_ticks, runtime_dir, socket_path
+from .runtime_dir import runtime_dir, socket_path
 
 __all__ = ["request", "send", "send_many", "status"]
 
@@ -250,7 +251,7 @@ def _try_connect(path: str, pid: int) -> _Channel | None:
 def _connect(pid: int, group: str, deadline: float | None, timeout: float | None) -> Op[_Channel]:
     delay = _FIRST_BACKOFF
     while True:
-        ticks = proc_start_ticks(pid)
+        ticks = start_ticks(pid)
         if ticks is None:
             raise ProcessNotFound(f"no process with pid {pid}", pid=pid)
         directory = runtime_dir(create=False)
