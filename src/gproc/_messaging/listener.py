@@ -31,6 +31,7 @@ from collections.abc import Callable
 from .._errors import ConnectionLost, MessageTooLarge
 from .._procfs import start_ticks
 from . import protocol as proto
+from .leadership import EXIT, SERVE
 from .message import Message
 from .queues import DEFAULT_MAX_BYTES, DEFAULT_MAX_COUNT, GroupQueues
 from .runtime_dir import runtime_dir, socket_path
@@ -112,7 +113,12 @@ class Listener:
         self._group_names: dict[bytes, str] = {}
         self._stopping = False
         self._scratch = bytearray(_SCRATCH)
+        self._scratch_view = memoryview(self._scratch)
         self._epoll = select.epoll()
+        self._listen_fd = self._lsock.fileno()
+        self._epoll.register(self._listen_fd, select.EPOLLIN)
+        self._epoll.register(self._wake_r, select.EPOLLIN)
+        queues.lead.attach(self)
         self._thread = threading.Thread(target=self._run, name="gproc-listener", daemon=True)
         self._thread.start()
 
@@ -120,6 +126,8 @@ class Listener:
 
     def stop(self) -> None:
         self._stopping = True
+        self.queues.lead.detach()
+        # Not drained once stopping (see _drain_wake): whoever polls keeps waking up and leaves.
         self._wake()
         if self._thread is not threading.current_thread():
             self._thread.join()
@@ -148,30 +156,43 @@ class Listener:
     # ------------------------------------------------------------------ the thread
 
     def _run(self) -> None:
-        # epoll directly (not selectors): this loop runs once per message batch.
-        poller = self._epoll
-        listen_fd = self._lsock.fileno()
-        poller.register(listen_fd, select.EPOLLIN)
-        poller.register(self._wake_r, select.EPOLLIN)
-        conns = self._conns
-        scratch_view = memoryview(self._scratch)
+        lead = self.queues.lead
         try:
-            while not self._stopping:
-                for fd, events in poller.poll():
-                    conn = conns.get(fd)
-                    if conn is not None:
-                        self._serve(conn, events, scratch_view)
-                    elif fd == listen_fd:
-                        self._accept()
-                    elif fd == self._wake_r:
-                        self._drain_wake()
+            while True:
+                duty = lead.listener_duty(self._stopping)
+                if duty == SERVE:
+                    self.serve_once(None)
+                elif duty == EXIT:
+                    return
+                else:
+                    lead.stand_by(duty)
         finally:
             for conn in list(self._conns.values()):
                 self._close(conn)
-            poller.close()
+            self._epoll.close()
             self._lsock.close()
             os.close(self._wake_r)
             os.close(self._wake_w)
+
+    def serve_once(self, timeout: float | None) -> bool:
+        """Wait up to ``timeout`` seconds (None: no limit) for the socket set and serve whatever
+        is ready; False once stopping. Run by one thread at a time: the listener's own, or a
+        thread leading from receive() (see leadership.py)."""
+        if self._stopping:
+            return False
+        conns = self._conns
+        for fd, events in self._epoll.poll(-1 if timeout is None else timeout):
+            conn = conns.get(fd)
+            if conn is not None:
+                self._serve(conn, events)
+            elif fd == self._listen_fd:
+                self._accept()
+            elif fd == self._wake_r:
+                self._drain_wake()
+        return not self._stopping
+
+    def call_for_lead(self) -> None:
+        self._wake()
 
     def _accept(self) -> None:
         while True:
@@ -201,6 +222,8 @@ class Listener:
                 self._close(conn)
 
     def _drain_wake(self) -> None:
+        if self._stopping:
+            return
         with contextlib.suppress(BlockingIOError, OSError):
             while os.read(self._wake_r, 4096):
                 pass
@@ -216,19 +239,28 @@ class Listener:
                     self._write(conn, part)
             except OSError:
                 self._close(conn)
+            except BaseException:  # Ctrl+C in a leading main thread: a half-written reply
+                self._close(conn)
+                raise
 
-    def _serve(self, conn: _Conn, events: int, scratch_view: memoryview) -> None:
+    def _serve(self, conn: _Conn, events: int) -> None:
         try:
             if events & select.EPOLLOUT:
                 self._flush(conn)
             if events & _READ and not conn.closed:
-                self._on_readable(conn, scratch_view)
+                self._on_readable(conn)
         except (OSError, proto.ProtocolError, ValueError):
             self._close(conn)
         except Exception:  # pragma: no cover - defensive: one connection never kills the thread
             self._close(conn)
+        except BaseException:
+            # Ctrl+C (or a signal handler's exception) in a main thread that leads: the frame
+            # may be half read, or queued without its ack. Closing the connection tells its
+            # sender (ConnectionLost: maybe queued, never "sent") instead of leaving it hanging.
+            self._close(conn)
+            raise
 
-    def _on_readable(self, conn: _Conn, scratch_view: memoryview) -> None:
+    def _on_readable(self, conn: _Conn) -> None:
         decoder = conn.decoder
         body = decoder.body_view()
         if body is not None:
@@ -249,11 +281,11 @@ class Listener:
                 self._close(conn)
                 return
             if conn.hello and decoder.idle():
-                lone = proto.lone_message(scratch_view, count)
+                lone = proto.lone_message(self._scratch_view, count)
                 if lone is not None:
                     self._handle_lone(conn, *lone)
                     return
-            frames = decoder.feed(scratch_view[:count])
+            frames = decoder.feed(self._scratch_view[:count])
         if frames:
             self._handle(conn, frames)
 
@@ -304,7 +336,7 @@ class Listener:
             self._write(conn, proto.ack(proto.ACK_OK if queued else proto.ACK_FULL, seq))
         finally:
             if queued:
-                self.queues.wake((group,))
+                self.queues.wake_group(group)
 
     def _handle(self, conn: _Conn, frames: list[tuple[int, proto.Payload]]) -> None:
         ok_seq = 0

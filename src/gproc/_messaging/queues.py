@@ -17,11 +17,13 @@ import os
 import threading
 import time
 from _thread import allocate_lock as _allocate_lock
+from _thread import get_ident
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
 from .._errors import ReceiveTimeout
+from .leadership import AWAY_LIMIT, Leadership
 from .message import Message
 
 __all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_COUNT", "GroupQueues"]
@@ -52,6 +54,9 @@ class GroupQueues:
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self._groups: dict[str, _Group] = {}
+        self._sync_waiting = 0  # sync waiters in all groups (so "is anyone waiting" is O(1))
+        #: Which thread serves the socket: the listener's, or one blocked in get_sync().
+        self.lead = Leadership(self._lock, self._wake_a_sync_waiter)
 
     def _group(self, name: str) -> _Group:
         group = self._groups.get(name)
@@ -87,10 +92,24 @@ class GroupQueues:
                 if group is not None and group.items:
                     self._wake_one(group)
 
+    def wake_group(self, name: str) -> None:
+        """:meth:`wake` for one group, the listener's per-message case."""
+        group = self._groups.get(name)
+        # Looked at without the lock first: a waiter registers (under the lock) only after it
+        # found the queue empty, so one that registered before our put is seen here, and one
+        # that registers after it finds the message itself. Most puts have no waiter at all
+        # (the receiving thread leads, see leadership.py).
+        if group is None or not (group.sync_waiters or group.async_waiters):
+            return
+        with self._lock:
+            if group.items:
+                self._wake_one(group)
+
     def _wake_one(self, group: _Group) -> None:
         # Called with the lock held. A spurious wake-up is harmless (the waiter re-checks), a
         # missed one is not: a sync waiter first, else an asyncio one.
         if group.sync_waiters:
+            self._sync_waiting -= 1
             group.sync_waiters.popleft().release()
             return
         while group.async_waiters:
@@ -100,6 +119,17 @@ class GroupQueues:
             except RuntimeError:  # that loop is closed: its waiter is gone
                 continue
             break
+
+    def _wake_a_sync_waiter(self) -> bool:
+        # Called with the lock held, by the leadership: any waiting thread may take the lead.
+        if not self._sync_waiting:
+            return False
+        for group in self._groups.values():
+            if group.sync_waiters:
+                self._sync_waiting -= 1
+                group.sync_waiters.popleft().release()
+                return True
+        return False  # pragma: no cover - the count says otherwise
 
     def snapshot(self) -> list[tuple[str, int]]:
         with self._lock:
@@ -125,15 +155,40 @@ class GroupQueues:
     def get_sync(self, name: str, timeout: float | None) -> Message:
         deadline = None if timeout is None else time.monotonic() + timeout
         lock = self._lock
+        lead = self.lead
+        me = get_ident()
         while True:
             with lock:
                 group = self._group(name)
                 message = self._take(group)
                 if message is not None:
+                    lead.leave_locked(me)
                     return message
-                waiter = _allocate_lock()
-                waiter.acquire()
-                group.sync_waiters.append(waiter)
+                patient = deadline is None or deadline - time.monotonic() > AWAY_LIMIT
+                server = lead.claim_locked(me, patient)
+                if server is None:
+                    waiter = _allocate_lock()
+                    waiter.acquire()
+                    group.sync_waiters.append(waiter)
+                    self._sync_waiting += 1
+            if server is not None:
+                # We lead: serve the socket in this thread until our message is queued.
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    serving = server.serve_once(remaining)
+                except BaseException:  # Ctrl+C: leave the lead to others
+                    with lock:
+                        lead.leave_locked(me)
+                    raise
+                if not serving or (deadline is not None and time.monotonic() >= deadline):
+                    with lock:
+                        message = self._take(group)
+                        lead.leave_locked(me)
+                    if message is not None:
+                        return message
+                    if serving:
+                        raise _timeout(name, timeout)
+                continue
             try:
                 if deadline is None:
                     woken = waiter.acquire()
@@ -146,6 +201,7 @@ class GroupQueues:
                 with lock:
                     try:
                         group.sync_waiters.remove(waiter)
+                        self._sync_waiting -= 1
                     except ValueError:  # woken just now after all: take what it was for
                         pass
                     message = self._take(group)
@@ -195,6 +251,8 @@ class GroupQueues:
         with self._lock:
             try:
                 waiters.remove(waiter)
+                if waiters is group.sync_waiters:
+                    self._sync_waiting -= 1
             except ValueError:  # it was woken already: pass the wake-up to the next waiter
                 if group.items:
                     self._wake_one(group)
@@ -202,6 +260,7 @@ class GroupQueues:
     def clear(self) -> None:
         with self._lock:
             self._groups.clear()
+            self._sync_waiting = 0
 
     def groups(self) -> Iterable[str]:
         with self._lock:

@@ -1,0 +1,173 @@
+"""The thread blocked in receive() serves the socket itself (leadership.py): what users rely on.
+
+Whoever serves, every message is acknowledged while the receiving thread is busy elsewhere,
+every thread that receives gets its own group's messages, and a stop or a Ctrl+C in a leading
+main thread leaves nobody hanging.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import gproc
+from gproc._messaging import listener
+
+from .conftest import python_program
+from .messaging_helpers import private_runtime_dir
+
+__all__ = ["private_runtime_dir"]
+
+
+def sender_child(count: int, group: str = "") -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        python_program("msg_sender", str(os.getpid()), str(count), group),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 30) -> str:
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err
+    return out
+
+
+def wait_until_a_thread_leads() -> None:
+    """Until some thread blocked in receive() serves the socket itself (bounded)."""
+    lead = listener.queues.lead
+    deadline = time.monotonic() + 10
+    while lead._leader is None or not lead._present:
+        assert time.monotonic() < deadline, "no receiving thread took the lead"
+        time.sleep(0.001)
+
+
+def test_senders_are_acknowledged_while_the_leading_thread_is_busy() -> None:
+    gproc.start_receiving()
+    first = threading.Event()
+    busy = threading.Event()
+    got: list[str] = []
+
+    def consumer() -> None:
+        got.append(gproc.receive("g", timeout=30).text)  # leads while it waits
+        first.set()
+        busy.wait(60)  # away from receive(): the listener thread must take the socket back
+        got.extend(gproc.receive("g", timeout=30).text for _ in range(200))
+
+    thread = threading.Thread(target=consumer)
+    thread.start()
+    try:
+        wait_until_a_thread_leads()
+        gproc.send(os.getpid(), "first", "g")
+        assert first.wait(30)
+        sender = sender_child(200, "g")
+        # Every send is acknowledged (queued) although the only receiving thread is not in
+        # receive(); a sender left unserved would fail with NotReceiving after its timeout.
+        finish(sender)
+    finally:
+        busy.set()
+        thread.join(60)
+    assert got == ["first"] + [f"{sender.pid}:{i}" for i in range(200)]
+
+
+def test_many_threads_each_receive_their_own_group_in_order() -> None:
+    gproc.start_receiving()
+    count, groups = 300, ["a", "b", "c", "d"]
+    got: dict[str, list[str]] = {group: [] for group in groups}
+
+    def consumer(group: str) -> None:
+        for _ in range(count):
+            got[group].append(gproc.receive(group, timeout=30).text)
+
+    threads = [threading.Thread(target=consumer, args=(group,)) for group in groups]
+    for thread in threads:
+        thread.start()
+    senders = [sender_child(count, group) for group in groups]
+    for proc in senders:
+        finish(proc)
+    for thread in threads:
+        thread.join(60)
+        assert not thread.is_alive()
+    for group, proc in zip(groups, senders, strict=True):
+        assert got[group] == [f"{proc.pid}:{i}" for i in range(count)]
+
+
+def test_a_receive_with_a_timeout_never_strands_the_socket() -> None:
+    # A thread leads for a moment and gives up (timeouts); the socket must be served afterwards.
+    gproc.start_receiving()
+    for _ in range(20):
+        try:
+            gproc.receive("quiet", timeout=0.001)
+        except gproc.ReceiveTimeout:
+            pass
+    finish(sender_child(50, "later"))
+    assert [gproc.receive("later", timeout=5).text for _ in range(50)][-1].endswith(":49")
+
+
+def test_stop_while_a_thread_leads_lets_it_wait_for_the_next_listener() -> None:
+    gproc.start_receiving()
+    result: list[str] = []
+    thread = threading.Thread(target=lambda: result.append(gproc.receive("g", timeout=30).text))
+    thread.start()
+    try:
+        wait_until_a_thread_leads()
+        listener.stop()
+        assert listener.current() is None
+        gproc.start_receiving()  # a new listener; the old waiter must get this message
+        gproc.send(os.getpid(), "after stop", "g")
+    finally:
+        thread.join(30)
+    assert result == ["after stop"]
+
+
+def test_ctrl_c_in_a_leading_main_thread_never_leaves_a_sender_hanging() -> None:
+    # The receiving child leads from its main thread and is interrupted again and again while
+    # a sender streams to it: each send either succeeds or fails with ConnectionLost, nothing
+    # hangs, order is kept. (An interrupt that lands between receive() returning and the
+    # assignment of its result loses that message in the program itself, as it would with any
+    # API: so at most one acknowledged message per interrupt may be missing.)
+    code = (
+        "import gproc, signal, sys\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "gproc.start_receiving()\n"
+        "print('ready', flush=True)\n"
+        "got = []\n"
+        "while True:\n"
+        "    try:\n"
+        "        m = gproc.receive('g', timeout=20)\n"
+        "        if m.data == b'end':\n"
+        "            break\n"
+        "        got.append(m.text)\n"
+        "    except KeyboardInterrupt:\n"
+        "        continue\n"
+        "print(' '.join(got), flush=True)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n"
+        acked: list[str] = []
+        for i in range(300):
+            if i % 10 == 0:
+                proc.send_signal(signal.SIGINT)
+            try:
+                gproc.send(proc.pid, str(i), "g", timeout=10)
+                acked.append(str(i))
+            except gproc.ConnectionLost:
+                pass
+        gproc.send(proc.pid, "end", "g", timeout=10)
+        received = finish(proc).split()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    assert len(set(acked) - set(received)) <= 30
+    assert received == sorted(received, key=int)  # FIFO kept
+    assert set(received) <= {str(i) for i in range(300)}
