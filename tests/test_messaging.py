@@ -177,6 +177,25 @@ def test_bad_arguments_are_rejected_clearly() -> None:
         gproc.receive(timeout=-1)
 
 
+def test_data_and_argument_forms_off_the_fast_path() -> None:
+    # send() checks the common forms (bytes, str group, float timeout) inline; the rest goes
+    # through the general checks and must behave exactly the same.
+    gproc.start_receiving()
+    me = os.getpid()
+    gproc.send(me, bytearray(b"ba"), timeout=2)  # type: ignore[arg-type]  # (int timeout)
+    gproc.send(me, memoryview(b"mv"), "grüppe", timeout=None)  # type: ignore[arg-type]
+    assert gproc.receive(timeout=1).data == b"ba"
+    assert gproc.receive("grüppe", timeout=1).data == b"mv"
+    with pytest.raises(ValueError, match="group name"):
+        gproc.send(me, b"x", "é" * 40000)  # 80000 UTF-8 bytes
+    with pytest.raises(ValueError, match="timeout"):
+        gproc.send(me, b"x", timeout=True)
+    with pytest.raises(ValueError, match="timeout"):
+        gproc.send(me, b"x", timeout=-0.5)
+    with pytest.raises(ValueError, match="pid"):
+        gproc.send(0, b"x")
+
+
 def test_too_large_fails_before_sending() -> None:
     gproc.start_receiving(max_message_size=1000)
     with pytest.raises(gproc.MessageTooLarge) as info:
@@ -216,6 +235,36 @@ def test_32_senders_2000_messages_each_lose_and_duplicate_nothing_in_order() -> 
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
+
+
+def test_threads_sending_to_one_pid_each_use_their_own_connection() -> None:
+    # The channel pool has no lock: a channel shared by two threads would interleave frames
+    # (protocol errors, lost or duplicated messages), so check each arrives once, in order.
+    gproc.start_receiving()
+    me = os.getpid()
+    errors: list[BaseException] = []
+
+    def blast(name: str) -> None:
+        try:
+            for index in range(500):
+                gproc.send(me, f"{name}:{index}", "threads")
+        except BaseException as exc:  # reported below, not lost in the thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=blast, args=(str(n),)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    last = dict.fromkeys((str(n) for n in range(8)), -1)
+    for _ in range(8 * 500):
+        name, index = gproc.receive("threads", timeout=30).text.split(":")
+        assert int(index) == last[name] + 1, "out of order, lost or duplicated"
+        last[name] = int(index)
+    for thread in threads:
+        thread.join(30)
+    assert not errors
+    assert len(sender._idle[me]) <= 8  # every channel given back once, none twice
+    sender.forget_idle()
+    assert sender._idle[me] == []
 
 
 def test_full_queue_pushes_back_until_room_or_timeout() -> None:

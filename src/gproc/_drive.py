@@ -81,6 +81,8 @@ def deadline_after(timeout: float | None) -> float | None:
     """
     if timeout is None:
         return None
+    if type(timeout) is float and timeout >= 0:  # the common case, checked first (per message)
+        return time.monotonic() + timeout
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
         raise ValueError(f"timeout must be None or a number of seconds >= 0, not {timeout!r}")
     return time.monotonic() + timeout
@@ -111,7 +113,7 @@ def _poll_once(wait: Wait) -> Ready:
     poller = select.poll()
     readable, writable = wait.readable, wait.writable
     if not writable and type(readable) is tuple and len(readable) == 1:
-        poller.register(readable[0], _POLL_IN)  # the common case, kept cheap
+        poller.register(readable[0], _POLL_IN)  # the common case (once per message), kept cheap
     else:
         masks: dict[int, int] = {}
         for fd in readable:
@@ -120,20 +122,27 @@ def _poll_once(wait: Wait) -> Ready:
             masks[fd] = masks.get(fd, 0) | _POLL_OUT
         for fd, mask in masks.items():
             poller.register(fd, mask)
-    if wait.deadline is None:
+    deadline = wait.deadline
+    if deadline is None:
         events = poller.poll()
     else:
-        remaining = wait.deadline - time.monotonic()
-        if remaining <= 0:
-            events = poller.poll(0)
-        else:
-            # Round up: poll() takes whole milliseconds and waking early just loops.
-            events = poller.poll(math.ceil(remaining * 1000))
+        remaining = deadline - time.monotonic()
+        # Round up: poll() takes whole milliseconds and waking early just loops.
+        events = poller.poll(math.ceil(remaining * 1000) if remaining > 0 else 0)
     if not events:
         return _NOTHING
     if len(events) == 1:
-        return frozenset((events[0][0],))
+        fd = events[0][0]
+        ready = _single.get(fd)
+        if ready is None:
+            ready = _single[fd] = frozenset((fd,))
+        return ready
     return frozenset([fd for fd, _ in events])
+
+
+#: ``frozenset((fd,))`` for each descriptor seen, reused: a one-descriptor result is the common
+#: case, and a frozenset is immutable, so sharing it is safe (and bounded by the fd limit).
+_single: dict[int, Ready] = {}
 
 
 def run_sync(op: Op[T]) -> T:

@@ -21,6 +21,7 @@ maximum-size message per connection.
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -136,6 +137,11 @@ def message_head(kind: int, seq: int, group: bytes, size: int) -> bytes:
 
 def ack(status: int, seq: int) -> bytes:
     return _ACK.pack(ACK, _ACK_BODY.size, status, seq)
+
+
+#: ``ok_ack(seq)`` is ``ack(ACK_OK, seq)``, with the constant fields bound: a sender builds it
+#: for every message, to compare what arrives with it.
+ok_ack = functools.partial(_ACK.pack, ACK, _ACK_BODY.size, ACK_OK)
 
 
 def reply_head(seq: int, size: int) -> bytes:

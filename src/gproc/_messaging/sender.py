@@ -27,11 +27,9 @@ from __future__ import annotations
 import errno
 import os
 import socket
-import threading
 import time
 from collections import deque
 from collections.abc import Iterable
-from typing import cast
 
 from .._drive import Op, Wait, deadline_after, sleep
 from .._errors import (
@@ -60,6 +58,10 @@ _JOIN_BELOW = 64 * 1024
 _RECV_CHUNK = 64 * 1024
 #: Big sends keep this much in flight in the kernel (fewer context switches per MiB).
 _SNDBUF = 1024 * 1024
+#: The most data one frame can carry, whatever the group.
+_WIRE_LIMIT = proto.MAX_PAYLOAD - proto.MAX_GROUP_BYTES - 16
+#: A group name this short (in characters) cannot exceed the limit in UTF-8 bytes.
+_SHORT_GROUP = proto.MAX_GROUP_BYTES // 4
 
 
 class _PeerGone(Exception):
@@ -104,34 +106,50 @@ class _Channel:
 
 # --------------------------------------------------------------------------- the channel pool
 
-_pool_lock = threading.Lock()
 _idle: dict[int, list[_Channel]] = {}
 _generation = 0
 
+# No lock around the pool: every step is one list.pop/append or dict.setdefault, each atomic (under
+# the GIL, and per object on free-threaded builds), so a channel is handed to exactly one taker.
+# A lock cost a third of a microsecond per message, and one held by another thread at fork time
+# would have to be replaced in the child. (The idle limit may be overshot by a racing thread:
+# harmless.)
+
 
 def _take(pid: int) -> _Channel | None:
-    with _pool_lock:
-        channels = _idle.get(pid)
-        return channels.pop() if channels else None
+    channels = _idle.get(pid)
+    if channels:
+        try:
+            return channels.pop()
+        except IndexError:  # another thread took the last one
+            pass
+    return None
 
 
 def _give_back(channel: _Channel) -> None:
-    with _pool_lock:
-        if channel.generation == _generation:
-            channels = _idle.setdefault(channel.pid, [])
-            if len(channels) < _MAX_IDLE:
-                channels.append(channel)
-                return
+    if channel.generation == _generation:
+        channels = _idle.setdefault(channel.pid, [])
+        if len(channels) < _MAX_IDLE:
+            channels.append(channel)
+            return
     channel.close()
 
 
+def _drain(channels: list[_Channel]) -> None:
+    """Close every channel of ``channels``, each popped first so no sender can take it too."""
+    while True:
+        try:
+            channel = channels.pop()
+        except IndexError:
+            return
+        channel.close()
+
+
 def _after_fork_in_child() -> None:
-    global _pool_lock, _generation
-    _pool_lock = threading.Lock()
+    global _generation
     _generation += 1
-    for channels in _idle.values():
-        for channel in channels:
-            channel.close()  # our copy only; the parent's connection is untouched
+    for channels in list(_idle.values()):
+        _drain(channels)  # our copies only; the parent's connections are untouched
     _idle.clear()
 
 
@@ -140,11 +158,8 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 def forget_idle() -> None:
     """Close every idle channel (tests and long-lived programs that want to let go)."""
-    with _pool_lock:
-        channels = [c for group in _idle.values() for c in group]
-        _idle.clear()
-    for channel in channels:
-        channel.close()
+    for channels in list(_idle.values()):
+        _drain(channels)
 
 
 # --------------------------------------------------------------------------- validation
@@ -197,6 +212,28 @@ def _write(
         ready = yield Wait(writable=(channel.fd,), deadline=deadline)
         if not ready and _expired(deadline):
             return False
+
+
+def _write_rest(
+    channel: _Channel,
+    frame: bytes,
+    sent: int,
+    payload: bytes | memoryview,
+    big: bool,
+    deadline: float | None,
+) -> Op[bool]:
+    """The slow path of writing a frame: the rest of ``frame`` after ``sent`` bytes, then (when
+    ``big``) ``payload``; False on timeout."""
+    if sent != len(frame) and not (
+        yield from _write(channel, memoryview(frame)[sent:], deadline, started=sent)
+    ):
+        return False
+    if not big:
+        return True
+    if not channel.big:
+        channel.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SNDBUF)
+        channel.big = True
+    return (yield from _write(channel, payload, deadline, started=len(frame)))
 
 
 def _next_frame(channel: _Channel, deadline: float | None) -> Op[tuple[int, proto.Payload] | None]:
@@ -286,17 +323,6 @@ def _connect(pid: int, group: str, deadline: float | None, timeout: float | None
         delay = min(delay * 2, _MAX_BACKOFF)
 
 
-def _frame(
-    channel: _Channel, kind: int, seq: int, group: bytes, payload: bytes | memoryview, size: int
-) -> list[bytes | memoryview]:
-    head = proto.message_head(kind, seq, group, size)
-    if channel.prefix:
-        head = channel.prefix + head
-    if size < _JOIN_BELOW:
-        return [head + payload]
-    return [head, payload]
-
-
 def _await_ack(channel: _Channel, seq: int, deadline: float | None) -> Op[int | None]:
     """ACK_OK, ACK_FULL, or None on timeout."""
     while True:
@@ -327,7 +353,7 @@ def _read_ack(channel: _Channel, seq: int) -> int | None:
         return None
     except ConnectionResetError:
         raise _PeerGone(unsent=False) from None
-    if data == proto.ack(proto.ACK_OK, seq):
+    if data == proto.ok_ack(seq):
         return proto.ACK_OK
     if not data:
         raise _PeerGone(unsent=False)
@@ -361,20 +387,23 @@ def _lost(pid: int, group: str, why: str) -> ConnectionLost:
 
 
 def _exchange(
-    pid: object,
-    data: object,
-    group: object,
-    timeout: float | None,
-    *,
-    want_reply: bool,
+    pid: object, data: object, group: str, timeout: float | None, want_reply: bool
 ) -> Op[bytes | None]:
-    target = _check_pid(pid)
-    payload = proto.to_payload(data)
+    # A small message costs little more than its syscalls, so every line of the common path
+    # counts: the checks below take the exact-type case inline and call the general (validating)
+    # helper for anything else.
+    target = pid if type(pid) is int and pid > 0 else _check_pid(pid)
+    payload = data if type(data) is bytes else proto.to_payload(data)
     size = len(payload)
-    raw_group = proto.group_bytes(group)
-    assert isinstance(group, str)
-    deadline = _deadline(timeout)
-    if size > proto.MAX_PAYLOAD - proto.MAX_GROUP_BYTES - 16:
+    if type(group) is str and len(group) <= _SHORT_GROUP:
+        raw_group = group.encode()  # cannot be too long: at most 4 UTF-8 bytes per character
+    else:
+        raw_group = proto.group_bytes(group)  # (``group: str`` is only what callers promise)
+    if type(timeout) is float and timeout >= 0:
+        deadline: float | None = time.monotonic() + timeout
+    else:
+        deadline = _deadline(timeout)
+    if size > _WIRE_LIMIT:
         raise MessageTooLarge(
             f"message of {size} bytes is too large for the wire format",
             pid=target,
@@ -400,45 +429,49 @@ def _exchange(
             while True:
                 seq = channel.seq + 1
                 settled = False
-                if size >= _JOIN_BELOW and not channel.big:
-                    channel.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SNDBUF)
-                    channel.big = True
-                for index, part in enumerate(_frame(channel, kind, seq, raw_group, payload, size)):
-                    # First try: usually the whole frame fits and no wait is needed.
-                    try:
-                        sent = channel.sock.send(part, socket.MSG_NOSIGNAL)
-                    except BlockingIOError:
-                        sent = 0
-                    except (BrokenPipeError, ConnectionResetError):
-                        raise _PeerGone(unsent=index == 0) from None
-                    if sent == len(part):
-                        continue
-                    rest = memoryview(part)[sent:]
-                    if not (yield from _write(channel, rest, deadline, started=index or sent)):
-                        raise NotReceiving(
-                            f"pid {target} did not read the message within {timeout}s",
-                            pid=target,
-                            group=group,
-                        )
-                channel.prefix = b""
+                head = proto.message_head(kind, seq, raw_group, size)
+                if channel.prefix:
+                    # The client hello rides with the first frame. Dropped from the channel now:
+                    # a frame not written whole closes the channel, and a resend (after FULL)
+                    # must not repeat it.
+                    head = channel.prefix + head
+                    channel.prefix = b""
+                # Small messages: one buffer, one send. Big ones: the data follows the header
+                # without a copy, with a bigger socket buffer for fewer wake-ups per MiB.
+                big = size >= _JOIN_BELOW
+                frame = head if big else head + payload
+                try:
+                    sent = channel.sock.send(frame, socket.MSG_NOSIGNAL)
+                except BlockingIOError:
+                    sent = 0
+                except (BrokenPipeError, ConnectionResetError):
+                    raise _PeerGone(unsent=True) from None
+                if (big or sent != len(frame)) and not (
+                    yield from _write_rest(channel, frame, sent, payload, big, deadline)
+                ):
+                    raise NotReceiving(
+                        f"pid {target} did not read the message within {timeout}s",
+                        pid=target,
+                        group=group,
+                    )
                 status = None
                 # The fast path of the usual round trip: one wait, one read, and what arrives is
-                # exactly this message's ack.
+                # exactly this message's ack. (Positional Wait: half the cost of keywords.)
                 if (
                     not channel.frames
                     and channel.decoder.idle()
-                    and (yield Wait(readable=(channel.fd,), deadline=deadline))
+                    and (yield Wait((channel.fd,), (), deadline))
                 ):
                     status = _read_ack(channel, seq)
                 if status is None:
                     status = yield from _await_ack(channel, seq, deadline)
-                if status is None:
-                    raise NotReceiving(
-                        f"pid {target} did not acknowledge the message within {timeout}s "
-                        "(it may or may not have been queued)",
-                        pid=target,
-                        group=group,
-                    )
+                    if status is None:
+                        raise NotReceiving(
+                            f"pid {target} did not acknowledge the message within {timeout}s "
+                            "(it may or may not have been queued)",
+                            pid=target,
+                            group=group,
+                        )
                 settled = True
                 if status == proto.ACK_OK:
                     channel.seq = seq
@@ -492,14 +525,14 @@ def _exchange(
 def send(pid: int, data: bytes | str, group: str = "", *, timeout: float | None = 5.0) -> Op[None]:
     """Send ``data`` to process ``pid``; returns once the receiver has queued it."""
     # Returned, not delegated with ``yield from``: one generator less on the hot path.
-    return cast("Op[None]", _exchange(pid, data, group, timeout, want_reply=False))
+    return _exchange(pid, data, group, timeout, False)  # type: ignore[return-value]
 
 
 def request(
     pid: int, data: bytes | str, group: str = "", *, timeout: float | None = 5.0
 ) -> Op[bytes]:
     """Send ``data`` as a request and return the receiver's :meth:`Message.reply`."""
-    reply = yield from _exchange(pid, data, group, timeout, want_reply=True)
+    reply = yield from _exchange(pid, data, group, timeout, True)
     assert reply is not None
     return reply
 
