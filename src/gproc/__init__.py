@@ -61,7 +61,7 @@ __version__ = "0.1.0"
 shell = sync_face(_shell.shell)
 shell_exec = sync_face(_shell.shell_exec)
 shell_run = sync_face(_shell.shell_run)
-send = sync_face(_sender.send)
+send = _sender.send_sync
 send_many = sync_face(_sender.send_many)
 request = sync_face(_sender.request)
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import math
 import select
 import time
 import weakref
@@ -68,6 +67,11 @@ class Wait:
     readable: Iterable[int] = ()
     writable: Iterable[int] = ()
     deadline: float | None = None
+    #: Optional, for the sync driver only: a ``select.poll`` object already registered for
+    #: exactly these descriptors (and used by one wait at a time). An operation that waits on
+    #: the same descriptor over and over (a messaging connection, once per message) keeps one
+    #: instead of having a poll object built and filled for every wait.
+    poller: select.poll | None = None
 
 
 Op = Generator[Wait, Ready, T]
@@ -108,27 +112,30 @@ _POLL_OUT = select.POLLOUT | select.POLLHUP | select.POLLERR | select.POLLNVAL
 
 
 def _poll_once(wait: Wait) -> Ready:
-    # A fresh poll object per wait: registration is plain user-space bookkeeping (no syscall),
-    # and nothing stale can survive a descriptor being closed and its number reused.
-    poller = select.poll()
-    readable, writable = wait.readable, wait.writable
-    if not writable and type(readable) is tuple and len(readable) == 1:
-        poller.register(readable[0], _POLL_IN)  # the common case (once per message), kept cheap
-    else:
-        masks: dict[int, int] = {}
-        for fd in readable:
-            masks[fd] = _POLL_IN
-        for fd in writable:
-            masks[fd] = masks.get(fd, 0) | _POLL_OUT
-        for fd, mask in masks.items():
-            poller.register(fd, mask)
+    # A fresh poll object per wait unless the operation keeps its own: registration is plain
+    # user-space bookkeeping (no syscall), and nothing stale can survive a descriptor being
+    # closed and its number reused.
+    poller = wait.poller
+    if poller is None:
+        poller = select.poll()
+        readable, writable = wait.readable, wait.writable
+        if not writable and type(readable) is tuple and len(readable) == 1:
+            poller.register(readable[0], _POLL_IN)  # the common case, kept cheap
+        else:
+            masks: dict[int, int] = {}
+            for fd in readable:
+                masks[fd] = _POLL_IN
+            for fd in writable:
+                masks[fd] = masks.get(fd, 0) | _POLL_OUT
+            for fd, mask in masks.items():
+                poller.register(fd, mask)
     deadline = wait.deadline
     if deadline is None:
         events = poller.poll()
     else:
         remaining = deadline - time.monotonic()
-        # Round up: poll() takes whole milliseconds and waking early just loops.
-        events = poller.poll(math.ceil(remaining * 1000) if remaining > 0 else 0)
+        # poll() rounds a fraction of a millisecond up (waking early would only loop).
+        events = poller.poll(remaining * 1000 if remaining > 0 else 0)
     if not events:
         return _NOTHING
     if len(events) == 1:

@@ -40,7 +40,7 @@ from ._signals import (
 shell = async_face(_shell.shell)
 shell_exec = async_face(_shell.shell_exec)
 shell_run = async_face(_shell.shell_run)
-send = async_face(_sender.send)
+send = _sender.send_async
 send_many = async_face(_sender.send_many)
 request = async_face(_sender.request)
 

@@ -31,7 +31,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
+
+if TYPE_CHECKING:
+    from .message import Message
+    from .queues import Group
 
 __all__ = ["AWAY_LIMIT", "EXIT", "SERVE", "Leadership", "Server"]
 
@@ -47,8 +51,12 @@ EXIT: Final = -2.0
 class Server(Protocol):
     """What a leader needs from the listener."""
 
-    def serve_once(self, timeout: float | None) -> bool:
-        """Wait up to ``timeout`` for the socket set, serve what is ready; False once stopping."""
+    def serve_once(self, timeout: float | None, want: Group | None = None) -> Message | None:
+        """Wait up to ``timeout`` for the socket set and serve what is ready; a message for the
+        group ``want`` may be returned instead of queued."""
+
+    @property
+    def stopping(self) -> bool: ...
 
     def call_for_lead(self) -> None:
         """Interrupt the listener thread's poll so that it reconsiders its duty (non-blocking)."""

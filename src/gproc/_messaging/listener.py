@@ -33,7 +33,7 @@ from .._procfs import start_ticks
 from . import protocol as proto
 from .leadership import EXIT, SERVE
 from .message import Message
-from .queues import DEFAULT_MAX_BYTES, DEFAULT_MAX_COUNT, GroupQueues
+from .queues import DEFAULT_MAX_BYTES, DEFAULT_MAX_COUNT, Group, GroupQueues
 from .runtime_dir import runtime_dir, socket_path
 
 __all__ = ["Listener", "current", "ensure_listening", "queues", "stop"]
@@ -54,7 +54,18 @@ def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
 
 
 class _Conn:
-    __slots__ = ("closed", "decoder", "expected", "fd", "hello", "max_reply", "out", "pid", "sock")
+    __slots__ = (
+        "closed",
+        "decoder",
+        "expected",
+        "fast",
+        "fd",
+        "hello",
+        "max_reply",
+        "out",
+        "pid",
+        "sock",
+    )
 
     def __init__(self, sock: socket.socket, pid: int, max_payload: int) -> None:
         self.sock = sock
@@ -63,6 +74,7 @@ class _Conn:
         self.decoder = proto.FrameDecoder(proto.FROM_SENDER, max_payload, reuse=True)
         self.expected = 1  # the seq of the next message this connection may queue
         self.hello = False
+        self.fast = False  # hello done and no partial frame buffered: see Listener._serve
         self.max_reply = 0
         self.out: deque[bytes | memoryview] = deque()
         self.closed = False
@@ -114,6 +126,8 @@ class Listener:
         self._stopping = False
         self._scratch = bytearray(_SCRATCH)
         self._scratch_view = memoryview(self._scratch)
+        self._want: Group | None = None  # the group a leading thread waits for
+        self._handed: Message | None = None  # a message of that group, acknowledged
         self._epoll = select.epoll()
         self._listen_fd = self._lsock.fileno()
         self._epoll.register(self._listen_fd, select.EPOLLIN)
@@ -174,22 +188,41 @@ class Listener:
             os.close(self._wake_r)
             os.close(self._wake_w)
 
-    def serve_once(self, timeout: float | None) -> bool:
+    def serve_once(self, timeout: float | None, want: Group | None = None) -> Message | None:
         """Wait up to ``timeout`` seconds (None: no limit) for the socket set and serve whatever
-        is ready; False once stopping. Run by one thread at a time: the listener's own, or a
-        thread leading from receive() (see leadership.py)."""
+        is ready. Run by one thread at a time: the listener's own, or a thread leading from
+        ``receive()`` for the group ``want`` (see leadership.py). A message for ``want`` that
+        finds its queue empty is acknowledged and returned here rather than queued: the leader
+        would take it from the queue at once anyway, and this spares a put, a wake and a take
+        per message."""
         if self._stopping:
-            return False
+            return None
+        self._want = want
         conns = self._conns
-        for fd, events in self._epoll.poll(-1 if timeout is None else timeout):
-            conn = conns.get(fd)
-            if conn is not None:
-                self._serve(conn, events)
-            elif fd == self._listen_fd:
-                self._accept()
-            elif fd == self._wake_r:
-                self._drain_wake()
-        return not self._stopping
+        try:
+            for fd, events in self._epoll.poll(-1 if timeout is None else timeout):
+                conn = conns.get(fd)
+                if conn is not None:
+                    self._serve(conn, events)
+                elif fd == self._listen_fd:
+                    self._accept()
+                elif fd == self._wake_r:
+                    self._drain_wake()
+        except BaseException:
+            # Interrupted (Ctrl+C in a leading main thread): an acknowledged message is queued,
+            # never dropped.
+            handed, self._handed = self._handed, None
+            if handed is not None:
+                self.queues.put_back(handed)
+            raise
+        finally:
+            self._want = None
+        handed, self._handed = self._handed, None
+        return handed
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
 
     def call_for_lead(self) -> None:
         self._wake()
@@ -245,10 +278,26 @@ class Listener:
 
     def _serve(self, conn: _Conn, events: int) -> None:
         try:
-            if events & select.EPOLLOUT:
-                self._flush(conn)
-            if events & _READ and not conn.closed:
-                self._on_readable(conn)
+            if events == select.EPOLLIN and conn.fast:
+                # The commonest event of all, kept short: readable, and most likely one whole
+                # small message in one read.
+                try:
+                    count = conn.sock.recv_into(self._scratch)
+                except BlockingIOError:  # a spurious wake-up
+                    return
+                lone = proto.lone_message(self._scratch_view, count)
+                if lone is not None:
+                    self._handle_lone(conn, *lone)
+                    return
+                if count == 0:
+                    self._close(conn)
+                    return
+                frames = conn.decoder.feed(self._scratch_view[:count])
+            else:
+                frames = self._read(conn, events)
+            if frames:
+                self._handle(conn, frames)
+            conn.fast = conn.hello and conn.decoder.idle()
         except (OSError, proto.ProtocolError, ValueError):
             self._close(conn)
         except Exception:  # pragma: no cover - defensive: one connection never kills the thread
@@ -260,7 +309,12 @@ class Listener:
             self._close(conn)
             raise
 
-    def _on_readable(self, conn: _Conn) -> None:
+    def _read(self, conn: _Conn, events: int) -> list[tuple[int, proto.Payload]]:
+        """Everything but the common case: pending output, a big body, a partial frame, EOF."""
+        if events & select.EPOLLOUT:
+            self._flush(conn)
+        if not events & _READ or conn.closed:
+            return []
         decoder = conn.decoder
         body = decoder.body_view()
         if body is not None:
@@ -268,26 +322,23 @@ class Listener:
                 count = self._read_body(conn.sock, body)
             if count == 0:
                 self._close(conn)  # the sender died mid-message: that message is not queued
-                return
+                return []
             if count < 0:
-                return
-            frames = decoder.advance(count)
-        else:
-            try:
-                count = conn.sock.recv_into(self._scratch)
-            except BlockingIOError:
-                return
-            if count == 0:
-                self._close(conn)
-                return
-            if conn.hello and decoder.idle():
-                lone = proto.lone_message(self._scratch_view, count)
-                if lone is not None:
-                    self._handle_lone(conn, *lone)
-                    return
-            frames = decoder.feed(self._scratch_view[:count])
-        if frames:
-            self._handle(conn, frames)
+                return []
+            return decoder.advance(count)
+        try:
+            count = conn.sock.recv_into(self._scratch)
+        except BlockingIOError:  # a spurious wake-up
+            return []
+        if count == 0:
+            self._close(conn)
+            return []
+        if conn.hello and decoder.idle():
+            lone = proto.lone_message(self._scratch_view, count)
+            if lone is not None:
+                self._handle_lone(conn, *lone)
+                return []
+        return decoder.feed(self._scratch_view[:count])
 
     def _read_body(self, sock: socket.socket, body: memoryview) -> int:
         """Read the rest of a big message with one blocking ``MSG_WAITALL`` call.
@@ -329,6 +380,22 @@ class Listener:
 
     def _handle_lone(self, conn: _Conn, seq: int, raw_group: bytes, data: bytes) -> None:
         """:meth:`_handle` for the commonest read of all: exactly one message."""
+        want = self._want
+        if (
+            want is not None
+            and raw_group == want.raw_name
+            and not want.items
+            and self._handed is None
+            and seq == conn.expected
+        ):
+            # Straight to the leader (see serve_once). Handed over before the ack is written,
+            # as a put would be: a failed ack write never unqueues a message.
+            if len(data) > self.max_message:
+                raise proto.ProtocolError("message over the announced limit")
+            self._handed = Message(conn.pid, self.pid, want.name, data)
+            conn.expected = seq + 1
+            self._write(conn, proto.ok_ack(seq))
+            return
         group, queued = self._offer(conn, proto.MESSAGE, seq, raw_group, data)
         if queued is None:
             return
@@ -399,7 +466,10 @@ class Listener:
         if conn.out:
             conn.out.append(data)
             return
-        sent = conn.sock.send(data, socket.MSG_NOSIGNAL) if data else 0
+        try:
+            sent = conn.sock.send(data, socket.MSG_NOSIGNAL) if data else 0
+        except BlockingIOError:  # the peer is not reading: keep it for when it does
+            sent = 0
         if sent < len(data):
             conn.out.append(memoryview(data)[sent:])
             self._epoll.modify(conn.fd, _READ | select.EPOLLOUT)

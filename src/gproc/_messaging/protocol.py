@@ -203,6 +203,11 @@ def parse_message(payload: Payload) -> tuple[int, bytes, bytes]:
         return seq, bytes(view[_MESSAGE_FIXED:data_at]), bytes(view[data_at:])
 
 
+# (Module constants, not attribute lookups: lone_message runs once per message received.)
+_FRAME_HEAD = HEADER.size
+_LONE_HEAD = _MESSAGE_HEAD.size
+
+
 def lone_message(view: memoryview, count: int) -> tuple[int, bytes, bytes] | None:
     """``(seq, group as raw UTF-8, data)`` when the first ``count`` bytes of ``view`` are exactly
     one whole message frame; ``None`` for anything else (the caller then uses a FrameDecoder).
@@ -210,13 +215,13 @@ def lone_message(view: memoryview, count: int) -> tuple[int, bytes, bytes] | Non
     The receiver's hot path: one small message per read is by far the commonest case, and this
     takes it apart with one unpack and two copies, without a frame list or a payload copy.
     """
-    if count < _MESSAGE_HEAD.size:
+    if count < _LONE_HEAD:
         return None
     kind, size, seq, group_len = _MESSAGE_HEAD.unpack_from(view)
-    data_at = _MESSAGE_HEAD.size + group_len
-    if kind != MESSAGE or size != count - HEADER.size or data_at > count:
+    data_at = _LONE_HEAD + group_len
+    if kind != MESSAGE or size != count - _FRAME_HEAD or data_at > count:
         return None
-    return seq, bytes(view[_MESSAGE_HEAD.size : data_at]), bytes(view[data_at:count])
+    return seq, bytes(view[_LONE_HEAD:data_at]), bytes(view[data_at:count])
 
 
 def decode_group(raw: bytes) -> str:

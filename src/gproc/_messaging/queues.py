@@ -26,7 +26,7 @@ from .._errors import ReceiveTimeout
 from .leadership import AWAY_LIMIT, Leadership
 from .message import Message
 
-__all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_COUNT", "GroupQueues"]
+__all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_COUNT", "Group", "GroupQueues"]
 
 DEFAULT_MAX_COUNT = 10_000
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
@@ -37,10 +37,14 @@ def _wake(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-class _Group:
-    __slots__ = ("async_waiters", "items", "nbytes", "sync_waiters")
+class Group:
+    """One group's queue and waiters."""
 
-    def __init__(self) -> None:
+    __slots__ = ("async_waiters", "items", "name", "nbytes", "raw_name", "sync_waiters")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.raw_name = name.encode()  # as it travels (the leader's hand-off compares it)
         self.items: deque[Message] = deque()
         self.nbytes = 0
         # A sync waiter is a locked lock that the waker releases: a lighter Condition.
@@ -53,15 +57,15 @@ class GroupQueues:
         self.max_count = max_count
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        self._groups: dict[str, _Group] = {}
+        self._groups: dict[str, Group] = {}
         self._sync_waiting = 0  # sync waiters in all groups (so "is anyone waiting" is O(1))
         #: Which thread serves the socket: the listener's, or one blocked in get_sync().
         self.lead = Leadership(self._lock, self._wake_a_sync_waiter)
 
-    def _group(self, name: str) -> _Group:
+    def _group(self, name: str) -> Group:
         group = self._groups.get(name)
         if group is None:
-            group = self._groups[name] = _Group()
+            group = self._groups[name] = Group(name)
         return group
 
     # ------------------------------------------------------------------ the listener's side
@@ -84,6 +88,15 @@ class GroupQueues:
             group.nbytes += size
         return True
 
+    def put_back(self, message: Message) -> None:
+        """Queue an acknowledged message at the front of its group, whatever the limits (a
+        message handed to a leader that was interrupted before it could return it)."""
+        with self._lock:
+            group = self._group(message.group)
+            group.items.appendleft(message)
+            group.nbytes += len(message.data)
+            self._wake_one(group)
+
     def wake(self, names: Iterable[str]) -> None:
         """Wake a waiter of each group in ``names`` that has messages."""
         with self._lock:
@@ -105,7 +118,7 @@ class GroupQueues:
             if group.items:
                 self._wake_one(group)
 
-    def _wake_one(self, group: _Group) -> None:
+    def _wake_one(self, group: Group) -> None:
         # Called with the lock held. A spurious wake-up is harmless (the waiter re-checks), a
         # missed one is not: a sync waiter first, else an asyncio one.
         if group.sync_waiters:
@@ -143,7 +156,7 @@ class GroupQueues:
 
     # ------------------------------------------------------------------ the receivers' side
 
-    def _take(self, group: _Group) -> Message | None:
+    def _take(self, group: Group) -> Message | None:
         if not group.items:
             return None
         message = group.items.popleft()
@@ -157,9 +170,10 @@ class GroupQueues:
         lock = self._lock
         lead = self.lead
         me = get_ident()
+        with lock:
+            group = self._group(name)
         while True:
             with lock:
-                group = self._group(name)
                 message = self._take(group)
                 if message is not None:
                     lead.leave_locked(me)
@@ -172,21 +186,26 @@ class GroupQueues:
                     group.sync_waiters.append(waiter)
                     self._sync_waiting += 1
             if server is not None:
-                # We lead: serve the socket in this thread until our message is queued.
+                # We lead: serve the socket in this thread until a message of ours comes.
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
                 try:
-                    serving = server.serve_once(remaining)
+                    message = server.serve_once(remaining, group)
                 except BaseException:  # Ctrl+C: leave the lead to others
                     with lock:
                         lead.leave_locked(me)
                     raise
-                if not serving or (deadline is not None and time.monotonic() >= deadline):
+                if message is not None:
+                    with lock:
+                        lead.leave_locked(me)
+                    return message
+                stopping = server.stopping
+                if stopping or (deadline is not None and time.monotonic() >= deadline):
                     with lock:
                         message = self._take(group)
                         lead.leave_locked(me)
                     if message is not None:
                         return message
-                    if serving:
+                    if not stopping:
                         raise _timeout(name, timeout)
                 continue
             try:
@@ -239,14 +258,14 @@ class GroupQueues:
                 raise _timeout(name, timeout)
 
     def _forget(
-        self, group: _Group, waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]
+        self, group: Group, waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]
     ) -> None:
         try:
             group.async_waiters.remove(waiter)
         except ValueError:
             pass
 
-    def _leave(self, group: _Group, waiters: deque[Any], waiter: object) -> None:
+    def _leave(self, group: Group, waiters: deque[Any], waiter: object) -> None:
         """A waiter gives up (timeout, Ctrl+C, cancellation) without swallowing a wake-up."""
         with self._lock:
             try:

@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import socket
 import time
 from collections import deque
 from collections.abc import Iterable
 
-from .._drive import Op, Wait, deadline_after, sleep
+from .._drive import Op, Wait, deadline_after, run_async, run_sync, sleep
 from .._errors import (
     ConnectionLost,
     MessageTooLarge,
@@ -46,7 +47,7 @@ from . import protocol as proto
 from .listener import peer_credentials
 from .runtime_dir import runtime_dir, socket_path
 
-__all__ = ["request", "send", "send_many", "status"]
+__all__ = ["request", "send", "send_async", "send_many", "send_sync", "status"]
 
 #: Retry delays while a process is not receiving yet or its queue is full (doubling, capped).
 _FIRST_BACKOFF = 0.001
@@ -81,7 +82,9 @@ class _Channel:
         "generation",
         "max_message",
         "pid",
+        "poller",
         "prefix",
+        "pushback",
         "seq",
         "sock",
     )
@@ -97,8 +100,15 @@ class _Channel:
             proto.FROM_RECEIVER, proto.payload_limit(proto.DEFAULT_MAX_MESSAGE)
         )
         self.frames: deque[tuple[int, proto.Payload]] = deque()
+        # Bytes that send()'s inline ack wait read but that were not the ack it expected (b"":
+        # the connection ended): the operation decodes them before reading more.
+        self.pushback: bytes | None = None
         self.generation = _generation
         self.big = False  # SO_SNDBUF raised for big messages
+        # The sync driver waits for this channel's acks with this poll object (see Wait.poller):
+        # a channel serves one operation at a time, so one poll object is never shared.
+        self.poller = select.poll()
+        self.poller.register(self.fd, select.POLLIN | select.POLLPRI)
 
     def close(self) -> None:
         self.sock.close()
@@ -242,6 +252,13 @@ def _next_frame(channel: _Channel, deadline: float | None) -> Op[tuple[int, prot
     decoder = channel.decoder
     sock = channel.sock
     while not frames:
+        pushback = channel.pushback
+        if pushback is not None:
+            channel.pushback = None
+            if not pushback:
+                raise _PeerGone(unsent=False)
+            frames.extend(decoder.feed(pushback))
+            continue
         ready = yield Wait(readable=(channel.fd,), deadline=deadline)
         if not ready:
             if _expired(deadline):
@@ -386,8 +403,41 @@ def _lost(pid: int, group: str, why: str) -> ConnectionLost:
     )
 
 
+def _send_frame(
+    channel: _Channel, kind: int, seq: int, raw_group: bytes, payload: bytes | memoryview, size: int
+) -> tuple[bytes, int, bool]:
+    """Frame a message and write what the socket takes now, without waiting: ``(frame, bytes
+    written, big)``. A small message is one buffer; a big one's data is not in ``frame`` (it
+    follows without a copy, see _write_rest). Raises _PeerGone when the connection is closed."""
+    head = proto.message_head(kind, seq, raw_group, size)
+    if channel.prefix:
+        # The client hello rides with the first frame. Dropped from the channel now: a frame not
+        # written whole closes the channel, and a resend (after FULL) must not repeat it.
+        head = channel.prefix + head
+        channel.prefix = b""
+    big = size >= _JOIN_BELOW
+    frame = head if big else head + payload
+    try:
+        sent = channel.sock.send(frame, socket.MSG_NOSIGNAL)
+    except BlockingIOError:
+        sent = 0
+    except (BrokenPipeError, ConnectionResetError):
+        raise _PeerGone(unsent=True) from None
+    return frame, sent, big
+
+
+#: What :func:`_begin` did: the channel, the seq of the message whose frame it wrote, the
+#: deadline, and the part of the frame not written yet (None: all of it went out).
+_Begun = tuple["_Channel", int, "float | None", "memoryview | None"]
+
+
 def _exchange(
-    pid: object, data: object, group: str, timeout: float | None, want_reply: bool
+    pid: object,
+    data: object,
+    group: str,
+    timeout: float | None,
+    want_reply: bool,
+    begun: _Begun | None = None,
 ) -> Op[bytes | None]:
     # A small message costs little more than its syscalls, so every line of the common path
     # counts: the checks below take the exact-type case inline and call the general (validating)
@@ -410,7 +460,10 @@ def _exchange(
             group=group,
         )
     kind = proto.REQUEST if want_reply else proto.MESSAGE
-    channel = _take(target)
+    if begun is None:
+        channel = _take(target)
+    else:
+        channel, _, deadline, _ = begun  # its frame is written already: see below
     reused = channel is not None
     while True:
         if channel is None:
@@ -427,28 +480,20 @@ def _exchange(
         try:
             backoff = _FIRST_BACKOFF
             while True:
-                seq = channel.seq + 1
                 settled = False
-                head = proto.message_head(kind, seq, raw_group, size)
-                if channel.prefix:
-                    # The client hello rides with the first frame. Dropped from the channel now:
-                    # a frame not written whole closes the channel, and a resend (after FULL)
-                    # must not repeat it.
-                    head = channel.prefix + head
-                    channel.prefix = b""
-                # Small messages: one buffer, one send. Big ones: the data follows the header
-                # without a copy, with a bigger socket buffer for fewer wake-ups per MiB.
-                big = size >= _JOIN_BELOW
-                frame = head if big else head + payload
-                try:
-                    sent = channel.sock.send(frame, socket.MSG_NOSIGNAL)
-                except BlockingIOError:
-                    sent = 0
-                except (BrokenPipeError, ConnectionResetError):
-                    raise _PeerGone(unsent=True) from None
-                if (big or sent != len(frame)) and not (
-                    yield from _write_rest(channel, frame, sent, payload, big, deadline)
-                ):
+                if begun is not None:
+                    # _begin wrote this message's frame (or the start of it): go on from there.
+                    _, seq, _, rest = begun
+                    begun = None
+                    # (started=1: part of the frame went out, so a broken pipe is ConnectionLost.)
+                    whole = rest is None or (yield from _write(channel, rest, deadline, started=1))
+                else:
+                    seq = channel.seq + 1
+                    frame, sent, big = _send_frame(channel, kind, seq, raw_group, payload, size)
+                    whole = not (big or sent != len(frame)) or (
+                        yield from _write_rest(channel, frame, sent, payload, big, deadline)
+                    )
+                if not whole:
                     raise NotReceiving(
                         f"pid {target} did not read the message within {timeout}s",
                         pid=target,
@@ -459,8 +504,9 @@ def _exchange(
                 # exactly this message's ack. (Positional Wait: half the cost of keywords.)
                 if (
                     not channel.frames
+                    and channel.pushback is None
                     and channel.decoder.idle()
-                    and (yield Wait((channel.fd,), (), deadline))
+                    and (yield Wait((channel.fd,), (), deadline, channel.poller))
                 ):
                     status = _read_ack(channel, seq)
                 if status is None:
@@ -520,6 +566,111 @@ def _exchange(
                     _give_back(channel)
                 else:
                     channel.close()
+
+
+# --------------------------------------------------------------------------- send(): two faces
+
+
+def _begin(pid: object, data: object, group: object, timeout: object) -> _Begun | None:
+    """The start of ``send()`` in its commonest case, as a plain call: exact argument types, a
+    small message, a kept connection. Validated, framed and written; the rest (the ack) is
+    :func:`_exchange`'s, resumed with what this returns. None: nothing was done, and the
+    operation does it all.
+
+    Why: a generator and a driver round trip cost about as much as everything else a small
+    send() does. Both faces start here; the sync face can then often finish with one inline
+    wait (:func:`_ack_here`), never running the operation at all.
+    """
+    if not (
+        type(pid) is int
+        and pid > 0
+        and type(data) is bytes
+        and len(data) < _JOIN_BELOW
+        and type(group) is str
+        and len(group) <= _SHORT_GROUP
+        and (timeout is None or type(timeout) is float or type(timeout) is int)
+    ):
+        return None
+    deadline = _deadline(timeout)  # (ValueError for a negative one)
+    channel = _take(pid)
+    if channel is None:
+        return None
+    try:
+        size = len(data)
+        if (
+            size > channel.max_message
+            or channel.prefix
+            or channel.frames
+            or channel.pushback is not None
+            or not channel.decoder.idle()
+        ):
+            _give_back(channel)
+            return None
+        seq = channel.seq + 1
+        try:
+            frame, sent, _ = _send_frame(channel, proto.MESSAGE, seq, group.encode(), data, size)
+        except _PeerGone:
+            channel.close()  # closed by the receiver while kept: the operation connects anew
+            return None
+        if sent == 0:
+            _give_back(channel)  # nothing written: the operation waits for room
+            return None
+        return channel, seq, deadline, (memoryview(frame)[sent:] if sent != len(frame) else None)
+    except BaseException:
+        channel.close()  # an exception mid-way (Ctrl+C): this channel's state is unknown
+        raise
+
+
+def _ack_here(begun: _Begun) -> bool:
+    """The sync face's wait for the ack of the message :func:`_begin` wrote, done inline: True
+    once that exact ack arrived (the channel is back in the pool). False for anything else (a
+    partial write, a timeout, other bytes, the end of the connection): the operation takes it
+    from there, with whatever was read left in ``channel.pushback``."""
+    channel, seq, deadline, rest = begun
+    if rest is not None:
+        return False
+    try:
+        if deadline is None:
+            ready = channel.poller.poll()
+        else:
+            remaining = (deadline - time.monotonic()) * 1000
+            ready = channel.poller.poll(remaining if remaining > 0 else 0)  # (rounds up)
+        if not ready:
+            return False
+        try:
+            data = channel.sock.recv(_RECV_CHUNK)
+        except BlockingIOError:
+            return False
+        except ConnectionResetError:
+            data = b""
+        if data == proto.ok_ack(seq):
+            channel.seq = seq
+            _give_back(channel)
+            return True
+        channel.pushback = data
+        return False
+    except BaseException:
+        channel.close()  # Ctrl+C while waiting: the message may or may not be queued
+        raise
+
+
+def send_sync(pid: int, data: bytes | str, group: str = "", *, timeout: float | None = 5.0) -> None:
+    """Send ``data`` to process ``pid``; returns once the receiver has queued it."""
+    begun = _begin(pid, data, group, timeout)
+    if begun is None or not _ack_here(begun):
+        run_sync(_exchange(pid, data, group, timeout, False, begun))
+
+
+async def send_async(
+    pid: int, data: bytes | str, group: str = "", *, timeout: float | None = 5.0
+) -> None:
+    """Send ``data`` to process ``pid``; returns once the receiver has queued it."""
+    await run_async(_exchange(pid, data, group, timeout, False, _begin(pid, data, group, timeout)))
+
+
+# They are gproc.send and gproc.aio.send.
+send_sync.__name__ = send_sync.__qualname__ = "send"
+send_async.__name__ = send_async.__qualname__ = "send"
 
 
 def send(pid: int, data: bytes | str, group: str = "", *, timeout: float | None = 5.0) -> Op[None]:
