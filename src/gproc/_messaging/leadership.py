@@ -30,12 +30,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, Protocol
 
 if TYPE_CHECKING:
     from .message import Message
-    from .queues import Group
+    from .queues import Group, GroupQueues
 
 __all__ = ["AWAY_LIMIT", "EXIT", "SERVE", "Leadership", "Server"]
 
@@ -63,11 +62,11 @@ class Server(Protocol):
 
 
 class Leadership:
-    def __init__(self, lock: threading.Lock, wake_a_waiter: Callable[[], bool]) -> None:
-        """``wake_a_waiter`` is called with ``lock`` held: it wakes one thread blocked in a sync
-        ``receive()`` and says whether there was one."""
-        self._lock = lock
-        self._wake_a_waiter = wake_a_waiter
+    def __init__(self, queues: GroupQueues) -> None:
+        self._queues = queues
+        self._lock = queues._lock
+        # Called with the lock held: wakes one thread blocked in a sync receive(), if any.
+        self._wake_a_waiter = queues._wake_a_sync_waiter
         self.server: Server | None = None
         self._leader: int | None = None  # the leading thread's ident
         self._present = False  # the leader is inside receive() (serving, or about to)
@@ -162,4 +161,5 @@ class Leadership:
         if self.server is None or self._sleeping:
             self._sleeping = False
             self._standby.set()
-        self._wake_a_waiter()  # a follower, if any, takes the lead from us while we are away
+        if self._queues._sync_waiting:
+            self._wake_a_waiter()  # a follower takes the lead from us while we are away

@@ -60,7 +60,7 @@ class GroupQueues:
         self._groups: dict[str, Group] = {}
         self._sync_waiting = 0  # sync waiters in all groups (so "is anyone waiting" is O(1))
         #: Which thread serves the socket: the listener's, or one blocked in get_sync().
-        self.lead = Leadership(self._lock, self._wake_a_sync_waiter)
+        self.lead = Leadership(self)
 
     def _group(self, name: str) -> Group:
         group = self._groups.get(name)
@@ -170,8 +170,10 @@ class GroupQueues:
         lock = self._lock
         lead = self.lead
         me = get_ident()
-        with lock:
-            group = self._group(name)
+        group = self._groups.get(name)  # (a dict lookup is atomic; creating one is not)
+        if group is None:
+            with lock:
+                group = self._group(name)
         while True:
             with lock:
                 message = self._take(group)
