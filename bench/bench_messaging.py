@@ -4,12 +4,12 @@ Every figure is measured in this run, with both processes pinned to one CPU
 (``os.sched_setaffinity``) so the numbers are CPU cost, not wake-up latency between cores.
 
 - round trip: one message, wait for its acknowledgement, next message (``gproc.send``) against a
-  raw Python request/ack loop over AF_UNIX with 4-byte length-prefixed frames. The receiving
-  process has a thread blocked in ``receive()`` (each message is handed from the listener thread
-  to it), and so does the raw receiver (a consumer thread blocked on a ``queue.SimpleQueue``, the
-  cheapest stdlib hand-off): both sides do the same work. Printed beside it: both receivers
-  draining their inbox in batches (no thread hand-off per message), and the raw receiver that
-  drops each message instead of handing it on (the strictest reference);
+  raw Python request/ack loop over AF_UNIX with 4-byte length-prefixed frames whose receiver
+  drops each message (the issue's reference, which judges the target). The gproc receiving
+  process is what a user writes: a thread blocked in ``for m in gproc.messages()`` (that thread
+  reads the socket itself, see gproc/_messaging/leadership.py). Printed beside it: the raw
+  receiver handing each message to a consumer thread blocked on a ``queue.SimpleQueue`` (the
+  cheapest stdlib hand-off), and both receivers draining their inbox in batches;
 - pipelined: ``gproc.aio.send_many`` (acks batched, many in flight) against a raw one-way stream
   of the same frames (no acks at all);
 - GoFrame: what GoFrame's Send/Receive do per message, in Python: read the receiver's port file,
@@ -188,8 +188,8 @@ def serve_mp(path: str) -> None:
 
 def serve_gproc(mode: str = "blocking") -> None:
     """A receiving process. ``blocking``: a thread blocked in receive() takes each message as it
-    arrives (one thread hand-off per message). ``batch``: the application is busy elsewhere and
-    empties its inbox every few milliseconds, so the figure is what send() itself costs."""
+    arrives (reading the socket itself). ``batch``: the application is busy elsewhere and empties
+    its inbox every few milliseconds (the listener thread reads and queues each message)."""
     import gproc
 
     gproc.start_receiving()

@@ -35,7 +35,9 @@ def test_a_frame_the_socket_takes_only_in_part_is_finished_by_the_operation() ->
             begun = sender._begin(proc.pid, payload, "", 30.0)
             assert begun is not None
             channel, _seq, _deadline, rest = begun
-            assert channel is kept and rest is not None and 0 < len(rest) < len(payload)
+            assert channel is kept
+            assert rest is not None
+            assert 0 < len(rest) < len(payload)
             errors: list[BaseException] = []
 
             def finish() -> None:
@@ -49,7 +51,8 @@ def test_a_frame_the_socket_takes_only_in_part_is_finished_by_the_operation() ->
         finally:
             os.kill(proc.pid, signal.SIGCONT)
         thread.join(30)
-        assert not thread.is_alive() and not errors
+        assert not thread.is_alive()
+        assert not errors
         assert proc.stdout.readline() == payload.decode() + "\n"
         gproc.send(proc.pid, "quit")  # the channel went back to the pool in a usable state
 

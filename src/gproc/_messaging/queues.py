@@ -44,7 +44,9 @@ class Group:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.raw_name = name.encode()  # as it travels (the leader's hand-off compares it)
+        # As it travels (the leader's hand-off compares it). "surrogatepass": a name no sender
+        # can encode must not make receive() fail; its bytes then match no incoming group.
+        self.raw_name = name.encode("utf-8", "surrogatepass")
         self.items: deque[Message] = deque()
         self.nbytes = 0
         # A sync waiter is a locked lock that the waker releases: a lighter Condition.
