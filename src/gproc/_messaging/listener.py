@@ -333,11 +333,6 @@ class Listener:
         if count == 0:
             self._close(conn)
             return []
-        if conn.hello and decoder.idle():
-            lone = proto.lone_message(self._scratch_view, count)
-            if lone is not None:
-                self._handle_lone(conn, *lone)
-                return []
         return decoder.feed(self._scratch_view[:count])
 
     def _read_body(self, sock: socket.socket, body: memoryview) -> int:
