@@ -7,7 +7,9 @@ main thread leaves nobody hanging.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -15,6 +17,7 @@ import threading
 import time
 
 import gproc
+from gproc import aio
 from gproc._messaging import listener
 
 from .conftest import python_program
@@ -171,3 +174,67 @@ def test_ctrl_c_in_a_leading_main_thread_never_leaves_a_sender_hanging() -> None
     assert len(set(acked) - set(received)) <= 30
     assert received == sorted(received, key=int)  # FIFO kept
     assert set(received) <= {str(i) for i in range(300)}
+
+
+def test_mixed_receivers_with_timeouts_get_every_message_exactly_once() -> None:
+    # Three threads share group "a", two share "b", an asyncio task takes "c"; the sync ones use
+    # short and long timeouts at random and sometimes go off to do other work, so the lead
+    # changes hands all the time. Every message must arrive once, none twice, none lost.
+    gproc.start_receiving()
+    count = 1500
+    want = {"a": 2 * count, "b": count, "c": count}
+    got: dict[str, list[str]] = {group: [] for group in want}
+    guard = threading.Lock()
+    stop = threading.Event()
+
+    def have(group: str) -> int:
+        with guard:
+            return len(got[group])
+
+    def sync_receiver(group: str, seed: int) -> None:
+        chance = random.Random(seed)
+        while have(group) < want[group] and not stop.is_set():
+            timeout = chance.choice([0.0, 0.0005, 0.002, 0.01, 0.2])
+            try:
+                message = gproc.receive(group, timeout=timeout)
+            except gproc.ReceiveTimeout:
+                continue
+            with guard:
+                got[group].append(message.text)
+            if chance.random() < 0.01:
+                stop.wait(0.005)  # busy elsewhere for a moment
+
+    def async_receiver() -> None:
+        async def main() -> None:
+            while have("c") < want["c"] and not stop.is_set():
+                try:
+                    message = await aio.receive("c", timeout=0.3)
+                except gproc.ReceiveTimeout:
+                    continue
+                with guard:
+                    got["c"].append(message.text)
+
+        asyncio.run(main())
+
+    threads = [
+        threading.Thread(target=sync_receiver, args=(group, seed))
+        for seed, group in enumerate("aaabb")
+    ]
+    threads.append(threading.Thread(target=async_receiver))
+    for thread in threads:
+        thread.start()
+    try:
+        senders = [sender_child(count, group) for group in "aabc"]
+        for proc in senders:
+            finish(proc)
+        for thread in threads:
+            thread.join(30)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    for group, texts in got.items():
+        assert len(texts) == want[group], group
+        assert len(set(texts)) == want[group], group
+    expected = {f"{proc.pid}:{i}" for proc in senders[:2] for i in range(count)}
+    assert set(got["a"]) == expected
