@@ -581,6 +581,8 @@ def _begin(pid: object, data: object, group: object, timeout: object) -> _Begun 
     send() does. Both faces start here; the sync face can then often finish with one inline
     wait (:func:`_ack_here`), never running the operation at all.
     """
+    if type(data) is str:
+        data = data.encode()
     if not (
         type(pid) is int
         and pid > 0
