@@ -8,6 +8,7 @@ main thread leaves nobody hanging.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import random
 import signal
@@ -15,10 +16,13 @@ import subprocess
 import sys
 import threading
 import time
+from types import FrameType
+from typing import Any
 
 import gproc
 from gproc import aio
 from gproc._messaging import listener
+from gproc._messaging.queues import GroupQueues
 
 from .conftest import python_program
 from .messaging_helpers import private_runtime_dir
@@ -238,3 +242,108 @@ def test_mixed_receivers_with_timeouts_get_every_message_exactly_once() -> None:
         assert len(set(texts)) == want[group], group
     expected = {f"{proc.pid}:{i}" for proc in senders[:2] for i in range(count)}
     assert set(got["a"]) == expected
+
+
+def test_ctrl_c_just_after_taking_the_lead_leaves_the_socket_served() -> None:
+    # A leading main thread can be interrupted at any bytecode, also right after it took the lead
+    # and before it serves (the check after the lock's release). It must not stay the leader
+    # "present in receive()": nobody would serve again, every send would time out, and stop()
+    # at exit would wait for that leader forever. The interrupt is raised by a trace function at
+    # exactly that line (a real SIGINT lands there only by chance).
+    code = (
+        "import inspect, os, sys, gproc\n"
+        "from gproc._messaging.queues import GroupQueues\n"
+        "get_sync = GroupQueues.get_sync\n"
+        "lines, first = inspect.getsourcelines(get_sync)\n"
+        "line = first + next(i for i, text in enumerate(lines)\n"
+        "                    if text.strip() == 'if server is not None:')\n"
+        "def local(frame, event, arg):\n"
+        "    if event == 'line' and frame.f_lineno == line and frame.f_locals['server']:\n"
+        "        raise KeyboardInterrupt\n"
+        "    return local\n"
+        "sys.settrace(lambda frame, event, arg: local if frame.f_code is get_sync.__code__ "
+        "else None)\n"
+        "try:\n"
+        "    gproc.receive('g', timeout=10)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', flush=True)\n"
+        "sys.settrace(None)\n"
+        "try:\n"
+        "    gproc.send(os.getpid(), 'after', 'g', timeout=3)\n"
+        "    print(gproc.receive('g', timeout=3).text, flush=True)\n"
+        "except gproc.GprocError as exc:\n"
+        "    print(type(exc).__name__, flush=True)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "interrupted\n"
+        assert proc.stdout.readline() == "after\n"
+        finish(proc)  # and it exits: stop() at exit does not wait for a leader that left
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+def test_ctrl_c_just_after_registering_as_a_follower_swallows_no_wake_up() -> None:
+    # The main thread waits as a follower (another thread leads) and is interrupted right after
+    # it registered, before it sleeps (trace function, as above). Its registration must not stay
+    # behind: the next message's wake-up would go to it, and a real waiter would sleep on.
+    gproc.start_receiving()
+    get_sync = GroupQueues.get_sync.__code__
+    lines, first = inspect.getsourcelines(get_sync)
+    line = first + next(
+        i for i, text in enumerate(lines) if text.strip() == "if server is not None:"
+    )
+
+    def local(frame: FrameType, event: str, arg: Any) -> Any:
+        if event == "line" and frame.f_lineno == line and frame.f_locals["server"] is None:
+            raise KeyboardInterrupt
+        return local
+
+    def tracer(frame: FrameType, event: str, arg: Any) -> Any:
+        return local if frame.f_code is get_sync else None
+
+    leader_result: list[str] = []
+    leader = threading.Thread(
+        target=lambda: leader_result.append(gproc.receive("h", timeout=30).text)
+    )
+    leader.start()
+    got: list[str] = []
+    done = threading.Event()
+
+    def follower() -> None:
+        got.append(gproc.receive("g", timeout=30).text)
+        done.set()
+
+    thread = threading.Thread(target=follower)
+    try:
+        wait_until_a_thread_leads()
+        sys.settrace(tracer)
+        try:
+            gproc.receive("g", timeout=10)
+        except KeyboardInterrupt:
+            pass
+        else:
+            raise AssertionError("not interrupted")
+        finally:
+            sys.settrace(None)
+        before = listener.queues._sync_waiting
+        thread.start()
+        deadline = time.monotonic() + 10
+        while listener.queues._sync_waiting == before:  # until the follower sleeps
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        gproc.send(os.getpid(), "for the follower", "g")
+        delivered = done.wait(10)  # (a bound, not a timing: it is queued and must be taken)
+    finally:
+        gproc.send(os.getpid(), "for the leader", "h")
+        leader.join(30)
+        if not done.is_set():
+            gproc.send(os.getpid(), "release", "g")
+        thread.join(30)
+    assert delivered
+    assert got == ["for the follower"]
