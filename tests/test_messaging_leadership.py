@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -347,3 +348,67 @@ def test_ctrl_c_just_after_registering_as_a_follower_swallows_no_wake_up() -> No
         thread.join(30)
     assert delivered
     assert got == ["for the follower"]
+
+
+def test_a_reply_racing_stop_never_writes_into_a_reused_descriptor(tmp_path: Path) -> None:
+    # reply() posts under the lock, then wakes the server through the wake pipe. If stop()
+    # closes that pipe in between and the descriptor number is reused (a file opened by any
+    # thread), the wake-up byte must not land in that file. The reply is held at that line by a
+    # trace function while stop() runs.
+    gproc.start_receiving()
+    me = os.getpid()
+    errors: list[BaseException] = []
+
+    def ask() -> None:
+        try:
+            gproc.request(me, "question", "q", timeout=10)
+        except gproc.ConnectionLost as exc:  # stop() closes its connection: expected
+            errors.append(exc)
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    message = gproc.receive("q", timeout=10)
+    running = listener.current()
+    assert running is not None
+    wake_fd = running._wake_w
+    paused, go = threading.Event(), threading.Event()
+
+    def local(frame: FrameType, event: str, arg: Any) -> Any:
+        if event == "line" and frame.f_code.co_name == "reply":
+            source = inspect.getframeinfo(frame).code_context or [""]
+            if source[0].strip() == "self._wake()":
+                paused.set()
+                go.wait(30)
+        return local
+
+    def tracer(frame: FrameType, event: str, arg: Any) -> Any:
+        return local if frame.f_code.co_name == "reply" else None
+
+    def answer() -> None:
+        sys.settrace(tracer)
+        try:
+            message.reply(b"answer")
+        except gproc.ConnectionLost:
+            pass
+        finally:
+            sys.settrace(None)
+
+    replier = threading.Thread(target=answer)
+    replier.start()
+    opened: list[int] = []
+    try:
+        assert paused.wait(30)
+        listener.stop()
+        asker.join(30)
+        target = tmp_path / "unrelated"
+        while not opened or opened[-1] < wake_fd:
+            opened.append(os.open(target, os.O_WRONLY | os.O_CREAT, 0o600))
+        go.set()
+        replier.join(30)
+        assert wake_fd in opened  # the number was reused, by our file
+        assert target.read_bytes() == b""  # and nothing of gproc's landed in it
+    finally:
+        go.set()
+        replier.join(30)
+        for fd in opened:
+            os.close(fd)
