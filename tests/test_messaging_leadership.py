@@ -8,6 +8,7 @@ main thread leaves nobody hanging.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import random
 import signal
@@ -15,10 +16,14 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import gproc
 from gproc import aio
 from gproc._messaging import listener
+from gproc._messaging.queues import GroupQueues
 
 from .conftest import python_program
 from .messaging_helpers import private_runtime_dir
@@ -238,3 +243,172 @@ def test_mixed_receivers_with_timeouts_get_every_message_exactly_once() -> None:
         assert len(set(texts)) == want[group], group
     expected = {f"{proc.pid}:{i}" for proc in senders[:2] for i in range(count)}
     assert set(got["a"]) == expected
+
+
+def test_ctrl_c_just_after_taking_the_lead_leaves_the_socket_served() -> None:
+    # A leading main thread can be interrupted at any bytecode, also right after it took the lead
+    # and before it serves (the check after the lock's release). It must not stay the leader
+    # "present in receive()": nobody would serve again, every send would time out, and stop()
+    # at exit would wait for that leader forever. The interrupt is raised by a trace function at
+    # exactly that line (a real SIGINT lands there only by chance).
+    code = (
+        "import inspect, os, sys, gproc\n"
+        "from gproc._messaging.queues import GroupQueues\n"
+        "get_sync = GroupQueues.get_sync\n"
+        "lines, first = inspect.getsourcelines(get_sync)\n"
+        "line = first + next(i for i, text in enumerate(lines)\n"
+        "                    if text.strip() == 'if server is not None:')\n"
+        "def local(frame, event, arg):\n"
+        "    if event == 'line' and frame.f_lineno == line and frame.f_locals['server']:\n"
+        "        raise KeyboardInterrupt\n"
+        "    return local\n"
+        "sys.settrace(lambda frame, event, arg: local if frame.f_code is get_sync.__code__ "
+        "else None)\n"
+        "try:\n"
+        "    gproc.receive('g', timeout=10)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', flush=True)\n"
+        "sys.settrace(None)\n"
+        "try:\n"
+        "    gproc.send(os.getpid(), 'after', 'g', timeout=3)\n"
+        "    print(gproc.receive('g', timeout=3).text, flush=True)\n"
+        "except gproc.GprocError as exc:\n"
+        "    print(type(exc).__name__, flush=True)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "interrupted\n"
+        assert proc.stdout.readline() == "after\n"
+        finish(proc)  # and it exits: stop() at exit does not wait for a leader that left
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+def test_ctrl_c_just_after_registering_as_a_follower_swallows_no_wake_up() -> None:
+    # The main thread waits as a follower (another thread leads) and is interrupted right after
+    # it registered, before it sleeps (trace function, as above). Its registration must not stay
+    # behind: the next message's wake-up would go to it, and a real waiter would sleep on.
+    gproc.start_receiving()
+    get_sync = GroupQueues.get_sync.__code__
+    lines, first = inspect.getsourcelines(get_sync)
+    line = first + next(
+        i for i, text in enumerate(lines) if text.strip() == "if server is not None:"
+    )
+
+    def local(frame: FrameType, event: str, arg: Any) -> Any:
+        if event == "line" and frame.f_lineno == line and frame.f_locals["server"] is None:
+            raise KeyboardInterrupt
+        return local
+
+    def tracer(frame: FrameType, event: str, arg: Any) -> Any:
+        return local if frame.f_code is get_sync else None
+
+    leader_result: list[str] = []
+    leader = threading.Thread(
+        target=lambda: leader_result.append(gproc.receive("h", timeout=30).text)
+    )
+    leader.start()
+    got: list[str] = []
+    done = threading.Event()
+
+    def follower() -> None:
+        got.append(gproc.receive("g", timeout=30).text)
+        done.set()
+
+    thread = threading.Thread(target=follower)
+    try:
+        wait_until_a_thread_leads()
+        sys.settrace(tracer)
+        try:
+            gproc.receive("g", timeout=10)
+        except KeyboardInterrupt:
+            pass
+        else:
+            raise AssertionError("not interrupted")
+        finally:
+            sys.settrace(None)
+        before = listener.queues._sync_waiting
+        thread.start()
+        deadline = time.monotonic() + 10
+        while listener.queues._sync_waiting == before:  # until the follower sleeps
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        gproc.send(os.getpid(), "for the follower", "g")
+        delivered = done.wait(10)  # (a bound, not a timing: it is queued and must be taken)
+    finally:
+        gproc.send(os.getpid(), "for the leader", "h")
+        leader.join(30)
+        if not done.is_set():
+            gproc.send(os.getpid(), "release", "g")
+        thread.join(30)
+    assert delivered
+    assert got == ["for the follower"]
+
+
+def test_a_reply_racing_stop_never_writes_into_a_reused_descriptor(tmp_path: Path) -> None:
+    # reply() posts under the lock, then wakes the server through the wake pipe. If stop()
+    # closes that pipe in between and the descriptor number is reused (a file opened by any
+    # thread), the wake-up byte must not land in that file. The reply is held at that line by a
+    # trace function while stop() runs.
+    gproc.start_receiving()
+    me = os.getpid()
+    errors: list[BaseException] = []
+
+    def ask() -> None:
+        try:
+            gproc.request(me, "question", "q", timeout=10)
+        except gproc.ConnectionLost as exc:  # stop() closes its connection: expected
+            errors.append(exc)
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    message = gproc.receive("q", timeout=10)
+    running = listener.current()
+    assert running is not None
+    wake_fd = running._wake_w
+    paused, go = threading.Event(), threading.Event()
+
+    def local(frame: FrameType, event: str, arg: Any) -> Any:
+        if event == "line" and frame.f_code.co_name == "reply":
+            source = inspect.getframeinfo(frame).code_context or [""]
+            if source[0].strip() == "self._wake()":
+                paused.set()
+                go.wait(30)
+        return local
+
+    def tracer(frame: FrameType, event: str, arg: Any) -> Any:
+        return local if frame.f_code.co_name == "reply" else None
+
+    def answer() -> None:
+        sys.settrace(tracer)
+        try:
+            message.reply(b"answer")
+        except gproc.ConnectionLost:
+            pass
+        finally:
+            sys.settrace(None)
+
+    replier = threading.Thread(target=answer)
+    replier.start()
+    opened: list[int] = []
+    try:
+        assert paused.wait(30)
+        listener.stop()
+        asker.join(30)
+        target = tmp_path / "unrelated"
+        while not opened or opened[-1] < wake_fd:
+            opened.append(os.open(target, os.O_WRONLY | os.O_CREAT, 0o600))
+        go.set()
+        replier.join(30)
+        assert wake_fd in opened  # the number was reused, by our file
+        assert target.read_bytes() == b""  # and nothing of gproc's landed in it
+    finally:
+        go.set()
+        replier.join(30)
+        for fd in opened:
+            os.close(fd)

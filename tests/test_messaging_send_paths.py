@@ -7,10 +7,14 @@ in part, a kept connection the receiver closed meanwhile, and the asyncio face.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import signal
 import socket
+import sys
 import threading
+from types import FrameType
+from typing import Any
 
 import gproc
 from gproc import aio
@@ -86,3 +90,39 @@ def test_bad_arguments_are_refused_before_anything_is_taken_or_sent() -> None:
     assert len(sender._idle[me]) == 1
     gproc.send(me, "after", "g")
     assert [gproc.receive("g", timeout=5).text for _ in range(2)] == ["kept", "after"]
+
+
+def test_ctrl_c_right_after_a_channel_went_back_to_the_pool_leaves_it_usable() -> None:
+    # Ctrl+C can land at any bytecode, also just after send() put its connection back in the
+    # pool (the check after the append). The pooled connection must not then be closed under
+    # the pool: the next send() would fail with a raw "Bad file descriptor". Raised by a trace
+    # function at exactly that line (a real SIGINT lands there only by chance).
+    gproc.start_receiving()
+    me = os.getpid()
+    gproc.send(me, "kept", "g")  # a kept connection: the next send takes the plain start
+    lines, first = inspect.getsourcelines(sender._give_back)
+    line = first + next(i for i, text in enumerate(lines) if text.strip() == "return")
+
+    def local(frame: FrameType, event: str, arg: Any) -> Any:
+        if event == "line" and frame.f_lineno == line:
+            raise KeyboardInterrupt
+        return local
+
+    def tracer(frame: FrameType, event: str, arg: Any) -> Any:
+        return local if frame.f_code is sender._give_back.__code__ else None
+
+    sys.settrace(tracer)
+    try:
+        gproc.send(me, "interrupted", "g")
+    except KeyboardInterrupt:
+        pass
+    else:
+        raise AssertionError("not interrupted")
+    finally:
+        sys.settrace(None)
+    gproc.send(me, "after", "g")
+    assert [gproc.receive("g", timeout=5).text for _ in range(3)] == [
+        "kept",
+        "interrupted",  # its ack had arrived: it was queued
+        "after",
+    ]

@@ -164,8 +164,12 @@ class Listener:
                 os.close(fd)
 
     def _wake(self) -> None:
-        with contextlib.suppress(BlockingIOError, OSError):
-            os.write(self._wake_w, b"\0")
+        # Under the lock that _run closes the pipe under: a reply() or stop() racing the end of
+        # the thread must never write into a descriptor that was closed and reused meanwhile.
+        with self._post_lock:
+            if self._wake_w >= 0:
+                with contextlib.suppress(BlockingIOError, OSError):
+                    os.write(self._wake_w, b"\0")
 
     # ------------------------------------------------------------------ the thread
 
@@ -185,8 +189,10 @@ class Listener:
                 self._close(conn)
             self._epoll.close()
             self._lsock.close()
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+            with self._post_lock:  # (see _wake)
+                os.close(self._wake_r)
+                os.close(self._wake_w)
+                self._wake_w = -1
 
     def serve_once(self, timeout: float | None, want: Group | None = None) -> Message | None:
         """Wait up to ``timeout`` seconds (None: no limit) for the socket set and serve whatever

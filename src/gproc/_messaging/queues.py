@@ -177,27 +177,36 @@ class GroupQueues:
             with lock:
                 group = self._group(name)
         while True:
-            with lock:
-                message = self._take(group)
-                if message is not None:
-                    lead.leave_locked(me)
-                    return message
-                patient = deadline is None or deadline - time.monotonic() > AWAY_LIMIT
-                server = lead.claim_locked(me, patient)
-                if server is None:
-                    waiter = _allocate_lock()
-                    waiter.acquire()
-                    group.sync_waiters.append(waiter)
-                    self._sync_waiting += 1
-            if server is not None:
-                # We lead: serve the socket in this thread until a message of ours comes.
-                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                try:
+            waiter = None
+            # Ctrl+C may land anywhere here, even right after the lock's release (before we
+            # serve or wait): a leader must not stay "present" (nobody would serve again, and
+            # stop() would wait for it forever), and a waiter must not stay registered (it
+            # would swallow a wake-up meant for a real one).
+            try:
+                with lock:
+                    message = self._take(group)
+                    if message is not None:
+                        lead.leave_locked(me)
+                        return message
+                    patient = deadline is None or deadline - time.monotonic() > AWAY_LIMIT
+                    server = lead.claim_locked(me, patient)
+                    if server is None:
+                        waiter = _allocate_lock()
+                        waiter.acquire()
+                        self._sync_waiting += 1  # (counted first: the append is the last call)
+                        group.sync_waiters.append(waiter)
+                if server is not None:
+                    # We lead: serve the socket in this thread until a message of ours comes.
+                    remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
                     message = server.serve_once(remaining, group)
-                except BaseException:  # Ctrl+C: leave the lead to others
+            except BaseException:  # Ctrl+C: leave the lead to others, lose no wake-up
+                if waiter is None:
                     with lock:
                         lead.leave_locked(me)
-                    raise
+                else:
+                    self._leave(group, group.sync_waiters, waiter)
+                raise
+            if server is not None:
                 if message is not None:
                     with lock:
                         lead.leave_locked(me)
@@ -212,6 +221,7 @@ class GroupQueues:
                     if not stopping:
                         raise _timeout(name, timeout)
                 continue
+            assert waiter is not None
             try:
                 if deadline is None:
                     woken = waiter.acquire()

@@ -599,28 +599,31 @@ def _begin(pid: object, data: object, group: object, timeout: object) -> _Begun 
         return None
     try:
         size = len(data)
-        if (
+        if not (
             size > channel.max_message
             or channel.prefix
             or channel.frames
             or channel.pushback is not None
             or not channel.decoder.idle()
         ):
-            _give_back(channel)
-            return None
-        seq = channel.seq + 1
-        try:
-            frame, sent, _ = _send_frame(channel, proto.MESSAGE, seq, group.encode(), data, size)
-        except _PeerGone:
-            channel.close()  # closed by the receiver while kept: the operation connects anew
-            return None
-        if sent == 0:
-            _give_back(channel)  # nothing written: the operation waits for room
-            return None
-        return channel, seq, deadline, (memoryview(frame)[sent:] if sent != len(frame) else None)
+            seq = channel.seq + 1
+            try:
+                frame, sent, _ = _send_frame(
+                    channel, proto.MESSAGE, seq, group.encode(), data, size
+                )
+            except _PeerGone:
+                channel.close()  # closed by the receiver while kept: the operation connects anew
+                return None
+            if sent:
+                rest = memoryview(frame)[sent:] if sent != len(frame) else None
+                return channel, seq, deadline, rest
+            # Nothing written: the operation waits for room.
     except BaseException:
         channel.close()  # an exception mid-way (Ctrl+C): this channel's state is unknown
         raise
+    # Given back outside the try: Ctrl+C just after it must not close a channel in the pool.
+    _give_back(channel)
+    return None
 
 
 def _ack_here(begun: _Begun) -> bool:
@@ -645,15 +648,16 @@ def _ack_here(begun: _Begun) -> bool:
             return False
         except ConnectionResetError:
             data = b""
-        if data == proto.ok_ack(seq):
-            channel.seq = seq
-            _give_back(channel)
-            return True
-        channel.pushback = data
-        return False
+        if data != proto.ok_ack(seq):
+            channel.pushback = data
+            return False
     except BaseException:
         channel.close()  # Ctrl+C while waiting: the message may or may not be queued
         raise
+    # Given back outside the try: Ctrl+C just after it must not close a channel in the pool.
+    channel.seq = seq
+    _give_back(channel)
+    return True
 
 
 def send_sync(pid: int, data: bytes | str, group: str = "", *, timeout: float | None = 5.0) -> None:
