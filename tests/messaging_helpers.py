@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import pytest
 
@@ -65,3 +69,31 @@ def receiver(*args: str) -> Iterator[subprocess.Popen[str]]:
 def sleeper() -> subprocess.Popen[bytes]:
     """A live process that never receives."""
     return subprocess.Popen(["sleep", "30"])
+
+
+@contextmanager
+def interrupted_at(
+    function: Callable[..., object],
+    line_text: str,
+    when: Callable[[FrameType], bool] = lambda frame: True,
+) -> Iterator[None]:
+    """Raise KeyboardInterrupt in this thread when ``function`` reaches the line whose stripped
+    text is ``line_text`` (and ``when(frame)`` holds). A real SIGINT lands on one chosen bytecode
+    only by chance; a trace function puts it exactly there."""
+    lines, first = inspect.getsourcelines(function)
+    line = first + next(i for i, text in enumerate(lines) if text.strip() == line_text)
+    code = getattr(function, "__code__", None)
+
+    def local(frame: FrameType, event: str, arg: Any) -> Any:
+        if event == "line" and frame.f_lineno == line and when(frame):
+            raise KeyboardInterrupt
+        return local
+
+    def tracer(frame: FrameType, event: str, arg: Any) -> Any:
+        return local if frame.f_code is code else None
+
+    sys.settrace(tracer)
+    try:
+        yield
+    finally:
+        sys.settrace(None)

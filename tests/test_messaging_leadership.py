@@ -26,7 +26,7 @@ from gproc._messaging import listener
 from gproc._messaging.queues import GroupQueues
 
 from .conftest import python_program
-from .messaging_helpers import private_runtime_dir
+from .messaging_helpers import interrupted_at, private_runtime_dir
 
 __all__ = ["private_runtime_dir"]
 
@@ -294,20 +294,6 @@ def test_ctrl_c_just_after_registering_as_a_follower_swallows_no_wake_up() -> No
     # it registered, before it sleeps (trace function, as above). Its registration must not stay
     # behind: the next message's wake-up would go to it, and a real waiter would sleep on.
     gproc.start_receiving()
-    get_sync = GroupQueues.get_sync.__code__
-    lines, first = inspect.getsourcelines(get_sync)
-    line = first + next(
-        i for i, text in enumerate(lines) if text.strip() == "if server is not None:"
-    )
-
-    def local(frame: FrameType, event: str, arg: Any) -> Any:
-        if event == "line" and frame.f_lineno == line and frame.f_locals["server"] is None:
-            raise KeyboardInterrupt
-        return local
-
-    def tracer(frame: FrameType, event: str, arg: Any) -> Any:
-        return local if frame.f_code is get_sync else None
-
     leader_result: list[str] = []
     leader = threading.Thread(
         target=lambda: leader_result.append(gproc.receive("h", timeout=30).text)
@@ -323,15 +309,17 @@ def test_ctrl_c_just_after_registering_as_a_follower_swallows_no_wake_up() -> No
     thread = threading.Thread(target=follower)
     try:
         wait_until_a_thread_leads()
-        sys.settrace(tracer)
         try:
-            gproc.receive("g", timeout=10)
+            with interrupted_at(
+                GroupQueues.get_sync,
+                "if server is not None:",
+                lambda frame: frame.f_locals["server"] is None,
+            ):
+                gproc.receive("g", timeout=10)
         except KeyboardInterrupt:
             pass
         else:
             raise AssertionError("not interrupted")
-        finally:
-            sys.settrace(None)
         before = listener.queues._sync_waiting
         thread.start()
         deadline = time.monotonic() + 10

@@ -7,21 +7,17 @@ in part, a kept connection the receiver closed meanwhile, and the asyncio face.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import os
 import signal
 import socket
-import sys
 import threading
-from types import FrameType
-from typing import Any
 
 import gproc
 from gproc import aio
 from gproc._drive import run_sync
 from gproc._messaging import listener, sender
 
-from .messaging_helpers import private_runtime_dir, receiver
+from .messaging_helpers import interrupted_at, private_runtime_dir, receiver
 
 __all__ = ["private_runtime_dir"]
 
@@ -100,26 +96,13 @@ def test_ctrl_c_right_after_a_channel_went_back_to_the_pool_leaves_it_usable() -
     gproc.start_receiving()
     me = os.getpid()
     gproc.send(me, "kept", "g")  # a kept connection: the next send takes the plain start
-    lines, first = inspect.getsourcelines(sender._give_back)
-    line = first + next(i for i, text in enumerate(lines) if text.strip() == "return")
-
-    def local(frame: FrameType, event: str, arg: Any) -> Any:
-        if event == "line" and frame.f_lineno == line:
-            raise KeyboardInterrupt
-        return local
-
-    def tracer(frame: FrameType, event: str, arg: Any) -> Any:
-        return local if frame.f_code is sender._give_back.__code__ else None
-
-    sys.settrace(tracer)
     try:
-        gproc.send(me, "interrupted", "g")
+        with interrupted_at(sender._give_back, "return"):
+            gproc.send(me, "interrupted", "g")
     except KeyboardInterrupt:
         pass
     else:
         raise AssertionError("not interrupted")
-    finally:
-        sys.settrace(None)
     gproc.send(me, "after", "g")
     assert [gproc.receive("g", timeout=5).text for _ in range(3)] == [
         "kept",
