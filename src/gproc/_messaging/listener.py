@@ -361,8 +361,8 @@ class Listener:
     def _offer(
         self, conn: _Conn, kind: int, seq: int, raw_group: bytes, data: bytes
     ) -> tuple[str, bool | None]:
-        """Queue one message: ``(group, True)``; its queue is full: ``(group, False)``; a message
-        to ignore: ``(group, None)``."""
+        """Queue one message (or hand it to the leader waiting for it): ``(group, True)``; its
+        queue is full: ``(group, False)``; a message to ignore: ``(group, None)``."""
         if len(data) > self.max_message:
             raise proto.ProtocolError("message over the announced limit")
         group = self._group_names.get(raw_group)
@@ -374,29 +374,20 @@ class Listener:
             # Sent after a message we refused as FULL: the sender resends from there.
             return group, None
         replier = self._replier(conn, seq) if kind == proto.REQUEST else None
-        if self.queues.put(Message(conn.pid, self.pid, group, data, replier)):
-            conn.expected = seq + 1
-            return group, True
-        return group, False
+        message = Message(conn.pid, self.pid, group, data, replier)
+        want = self._want
+        if want is not None and self._handed is None and group == want.name and not want.items:
+            # Straight to the thread leading from receive() for this group (see serve_once).
+            # Like a put, this happens before the ack is written: a failed ack write never
+            # takes a message back.
+            self._handed = message
+        elif not self.queues.put(message):
+            return group, False
+        conn.expected = seq + 1
+        return group, True
 
     def _handle_lone(self, conn: _Conn, seq: int, raw_group: bytes, data: bytes) -> None:
         """:meth:`_handle` for the commonest read of all: exactly one message."""
-        want = self._want
-        if (
-            want is not None
-            and raw_group == want.raw_name
-            and not want.items
-            and self._handed is None
-            and seq == conn.expected
-        ):
-            # Straight to the leader (see serve_once). Handed over before the ack is written,
-            # as a put would be: a failed ack write never unqueues a message.
-            if len(data) > self.max_message:
-                raise proto.ProtocolError("message over the announced limit")
-            self._handed = Message(conn.pid, self.pid, want.name, data)
-            conn.expected = seq + 1
-            self._write(conn, proto.ok_ack(seq))
-            return
         group, queued = self._offer(conn, proto.MESSAGE, seq, raw_group, data)
         if queued is None:
             return

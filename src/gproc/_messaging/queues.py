@@ -40,13 +40,10 @@ def _wake(future: asyncio.Future[None]) -> None:
 class Group:
     """One group's queue and waiters."""
 
-    __slots__ = ("async_waiters", "items", "name", "nbytes", "raw_name", "sync_waiters")
+    __slots__ = ("async_waiters", "items", "name", "nbytes", "sync_waiters")
 
     def __init__(self, name: str) -> None:
         self.name = name
-        # As it travels (the leader's hand-off compares it). "surrogatepass": a name no sender
-        # can encode must not make receive() fail; its bytes then match no incoming group.
-        self.raw_name = name.encode("utf-8", "surrogatepass")
         self.items: deque[Message] = deque()
         self.nbytes = 0
         # A sync waiter is a locked lock that the waker releases: a lighter Condition.

@@ -426,6 +426,34 @@ def _send_frame(
     return frame, sent, big
 
 
+def _arguments(
+    pid: object, data: object, group: object, timeout: float | None
+) -> tuple[int, bytes | memoryview, bytes, float | None]:
+    """``(pid, payload, UTF-8 group, deadline)``, checked: TypeError/ValueError for bad ones,
+    MessageTooLarge for what the wire format cannot carry.
+
+    A small message costs little more than its syscalls, so the exact-type case is taken inline
+    and the general (validating) helpers serve anything else.
+    """
+    target = pid if type(pid) is int and pid > 0 else _check_pid(pid)
+    payload = data if type(data) is bytes else proto.to_payload(data)
+    if type(group) is str and len(group) <= _SHORT_GROUP:
+        raw_group = group.encode()  # cannot be too long: at most 4 UTF-8 bytes per character
+    else:
+        raw_group = proto.group_bytes(group)  # (``group: str`` is only what callers promise)
+    if type(timeout) is float and timeout >= 0:
+        deadline: float | None = time.monotonic() + timeout
+    else:
+        deadline = _deadline(timeout)
+    if len(payload) > _WIRE_LIMIT:
+        raise MessageTooLarge(
+            f"message of {len(payload)} bytes is too large for the wire format",
+            pid=target,
+            group=str(group),
+        )
+    return target, payload, raw_group, deadline
+
+
 #: What :func:`_begin` did: the channel, the seq of the message whose frame it wrote, the
 #: deadline, and the part of the frame not written yet (None: all of it went out).
 _Begun = tuple["_Channel", int, "float | None", "memoryview | None"]
@@ -439,26 +467,8 @@ def _exchange(
     want_reply: bool,
     begun: _Begun | None = None,
 ) -> Op[bytes | None]:
-    # A small message costs little more than its syscalls, so every line of the common path
-    # counts: the checks below take the exact-type case inline and call the general (validating)
-    # helper for anything else.
-    target = pid if type(pid) is int and pid > 0 else _check_pid(pid)
-    payload = data if type(data) is bytes else proto.to_payload(data)
+    target, payload, raw_group, deadline = _arguments(pid, data, group, timeout)
     size = len(payload)
-    if type(group) is str and len(group) <= _SHORT_GROUP:
-        raw_group = group.encode()  # cannot be too long: at most 4 UTF-8 bytes per character
-    else:
-        raw_group = proto.group_bytes(group)  # (``group: str`` is only what callers promise)
-    if type(timeout) is float and timeout >= 0:
-        deadline: float | None = time.monotonic() + timeout
-    else:
-        deadline = _deadline(timeout)
-    if size > _WIRE_LIMIT:
-        raise MessageTooLarge(
-            f"message of {size} bytes is too large for the wire format",
-            pid=target,
-            group=group,
-        )
     kind = proto.REQUEST if want_reply else proto.MESSAGE
     if begun is None:
         channel = _take(target)
@@ -571,9 +581,10 @@ def _exchange(
 # --------------------------------------------------------------------------- send(): two faces
 
 
-def _begin(pid: object, data: object, group: object, timeout: object) -> _Begun | None:
-    """The start of ``send()`` in its commonest case, as a plain call: exact argument types, a
-    small message, a kept connection. Validated, framed and written; the rest (the ack) is
+def _begin(pid: object, data: object, group: object, timeout: float | None) -> _Begun | None:
+    """The start of ``send()`` in its commonest case, as a plain call: a small message and a
+    kept connection. Checked (:func:`_arguments`, as the operation does), framed and written;
+    the rest (the ack) is
     :func:`_exchange`'s, resumed with what this returns. None: nothing was done, and the
     operation does it all.
 
@@ -581,24 +592,14 @@ def _begin(pid: object, data: object, group: object, timeout: object) -> _Begun 
     send() does. Both faces start here; the sync face can then often finish with one inline
     wait (:func:`_ack_here`), never running the operation at all.
     """
-    if type(data) is str:
-        data = data.encode()
-    if not (
-        type(pid) is int
-        and pid > 0
-        and type(data) is bytes
-        and len(data) < _JOIN_BELOW
-        and type(group) is str
-        and len(group) <= _SHORT_GROUP
-        and (timeout is None or type(timeout) is float or type(timeout) is int)
-    ):
+    target, payload, raw_group, deadline = _arguments(pid, data, group, timeout)
+    if type(payload) is not bytes or len(payload) >= _JOIN_BELOW:
         return None
-    deadline = _deadline(timeout)  # (ValueError for a negative one)
-    channel = _take(pid)
+    channel = _take(target)
     if channel is None:
         return None
     try:
-        size = len(data)
+        size = len(payload)
         if not (
             size > channel.max_message
             or channel.prefix
@@ -608,9 +609,7 @@ def _begin(pid: object, data: object, group: object, timeout: object) -> _Begun 
         ):
             seq = channel.seq + 1
             try:
-                frame, sent, _ = _send_frame(
-                    channel, proto.MESSAGE, seq, group.encode(), data, size
-                )
+                frame, sent, _ = _send_frame(channel, proto.MESSAGE, seq, raw_group, payload, size)
             except _PeerGone:
                 channel.close()  # closed by the receiver while kept: the operation connects anew
                 return None
